@@ -1,0 +1,90 @@
+# Entry points for people and CI. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+VERSION   ?= 1.0.0
+LAB       ?= local
+LABCTL    := python3 lab/labctl.py
+# The local demo lab: two registry hosts behind a load balancer, one data host,
+# one monitoring host that also runs the scheduled benchmarks.
+LAB_HOSTS ?= --host registry1:registry --host registry2:registry --host data1:db,cache \
+             --host lb1:lb --host mon1:monitoring,bench
+SCENARIOS ?= lab_smoke all_in_one multi_host release monitoring benchmark
+
+APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \
+                postgresql redis-server haproxy prometheus prometheus-alertmanager \
+                prometheus-pushgateway wrk python3-venv git make
+
+.PHONY: help deps venv service-venv lab-up lab-down artifact artifacts deploy status demo \
+        test lint unit service-test molecule rules-test clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian packages the lab and the tests need (root)
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 $(APT_PACKAGES)
+
+$(BIN)/ansible-playbook: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -U 'pip>=25.1'
+	$(BIN)/pip install -q --group dev
+	touch $@
+
+venv: $(BIN)/ansible-playbook ## Create .venv with the pinned controller tools
+
+service-venv: ## Create service/.venv for the registry service's own tests
+	bash service/scripts/dev-venv.sh
+
+lab-up: venv ## Boot the local lab hosts and write inventories/local/hosts.yml
+	$(LABCTL) up --lab $(LAB) $(LAB_HOSTS)
+	cp /var/lib/llmops-lab/labs/$(LAB)/inventory.yml inventories/local/hosts.yml
+	ansible-playbook playbooks/lab_secrets.yml
+
+lab-down: ## Stop the local lab and remove everything it made
+	$(LABCTL) down --lab $(LAB)
+	rm -f inventories/local/hosts.yml
+
+dist/schema-registry-$(VERSION).tar.gz:
+	python3 service/build_artifact.py --version $(VERSION) --out dist/
+
+artifact: dist/schema-registry-$(VERSION).tar.gz ## Build the service release artifact VERSION
+
+deploy: venv artifact ## Deploy the whole stack (ansible-playbook playbooks/deploy.yml)
+	ansible-playbook playbooks/deploy.yml
+
+status: venv ## Show what every host serves, its health, disk and last backup
+	ansible-playbook playbooks/status.yml
+
+demo: deps venv lab-up deploy ## From nothing: install, boot the lab, deploy, print the addresses
+
+lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every module
+	yamllint -s .
+	ansible-lint
+	ruff check .
+	ruff format --check plugins lab tests benchmarks service/src
+	bash tests/check_docs.sh
+
+unit: venv ## Unit tests of modules, module_utils and the lab tool
+	pytest -q tests/unit
+
+rules-test: ## promtool unit tests of every alert rule
+	promtool test rules tests/prometheus_rules/*.yml
+
+service-test: ## The registry service's tests against real PostgreSQL and Redis
+	bash service/scripts/dev-venv.sh
+	bash service/scripts/test-services.sh start
+	service/.venv/bin/pytest -q service/tests
+
+molecule: venv ## Every Molecule scenario on lab hosts
+	set -e; for s in $(SCENARIOS); do echo "=== molecule scenario $$s"; molecule test -s $$s; done
+
+test: lint unit rules-test service-test molecule ## Everything CI runs
+
+clean: ## Remove build outputs (not the lab)
+	rm -rf dist build .cache
