@@ -84,7 +84,7 @@ service-test: ## The registry service's tests against real PostgreSQL and Redis
 molecule: venv ## Every Molecule scenario on lab hosts
 	set -e; for s in $(SCENARIOS); do echo "=== molecule scenario $$s"; molecule test -s $$s; done
 
-test: lint unit rules-test service-test molecule ## Everything CI runs
+test: deps venv lint unit rules-test service-test molecule ## Everything CI runs (installs what it needs first)
 
 clean: ## Remove build outputs (not the lab)
 	rm -rf dist build .cache
