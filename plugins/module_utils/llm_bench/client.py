@@ -1,0 +1,331 @@
+"""A lean HTTP/1.1 streaming client on asyncio transports.
+
+Why not a library: the bench hosts have only the standard library, and the usual
+clients cap their connection pools (100 in httpx/aiohttp) which silently turns a
+256-way benchmark into a 100-way one. Here each in-flight request has its own
+keep-alive connection, idle ones are reused, and nothing caps them.
+
+Timestamps are taken with ``time.perf_counter_ns`` in ``data_received``, the first
+moment Python sees the bytes, before any parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from urllib.parse import urlsplit
+
+from .prompts import approx_tokens
+from .sse import INTERPRETERS, SSEDecoder, StreamError, StreamState
+
+_MAX_HEAD = 64 * 1024
+_MAX_ERROR_BODY = 4096
+
+
+class _Response(asyncio.Protocol):
+    """One connection; parses the response of the request currently on it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._reset(None, None)
+
+    def _reset(self, exchange: Exchange | None, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.exchange = exchange
+        self.finished = loop.create_future() if loop else None
+        self._buf = bytearray()
+        self._state = "head"
+        self._remaining = 0
+        self.status = 0
+        self.keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._state == "eof" and self.exchange is not None:
+            self._finish(None)
+        else:
+            self._finish(StreamError("connection" if self._state == "head"
+                                     else "incomplete_stream",
+                                     "connection closed by the server"
+                                     + (f": {exc}" if exc else "")))
+
+    def data_received(self, data: bytes) -> None:
+        ts = time.perf_counter_ns()
+        if self.exchange is None or self.finished is None or self.finished.done():
+            self.keep_alive = False  # bytes nobody asked for: never reuse
+            return
+        self._buf += data
+        try:
+            self._parse(ts)
+        except StreamError as exc:
+            self.keep_alive = False
+            self._finish(exc)
+
+    def _finish(self, error: StreamError | None) -> None:
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(error)
+
+    def _parse(self, ts: int) -> None:
+        while self._buf and not self.finished.done():
+            if self._state == "head":
+                if not self._parse_head():
+                    return
+            elif self._state == "chunk-size":
+                end = self._buf.find(b"\r\n")
+                if end < 0:
+                    return
+                try:
+                    size = int(bytes(self._buf[:end]).split(b";")[0], 16)
+                except ValueError as exc:
+                    raise StreamError("malformed_response", "bad chunk size") from exc
+                del self._buf[:end + 2]
+                self._remaining = size
+                self._state = "chunk-data" if size else "trailer"
+            elif self._state == "chunk-data":
+                if len(self._buf) < self._remaining + 2:
+                    return
+                payload = bytes(self._buf[:self._remaining])
+                del self._buf[:self._remaining + 2]
+                self._state = "chunk-size"
+                self.exchange.body(payload, ts)
+            elif self._state == "trailer":
+                end = self._buf.find(b"\r\n")
+                if end < 0:
+                    return
+                del self._buf[:end + 2]
+                if end == 0:
+                    self._finish(None)
+            elif self._state == "length":
+                payload = bytes(self._buf[:self._remaining])
+                del self._buf[:len(payload)]
+                self._remaining -= len(payload)
+                self.exchange.body(payload, ts)
+                if self._remaining == 0:
+                    self._finish(None)
+            else:  # "eof": body runs until the server closes
+                payload = bytes(self._buf)
+                self._buf.clear()
+                self.exchange.body(payload, ts)
+
+    def _parse_head(self) -> bool:
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > _MAX_HEAD:
+                raise StreamError("malformed_response", "response head too large")
+            return False
+        lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
+        del self._buf[:end + 4]
+        try:
+            self.status = int(lines[0].split(" ", 2)[1])
+        except (IndexError, ValueError) as exc:
+            raise StreamError("malformed_response", f"bad status line {lines[0]!r}") from exc
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if self.status == 100:
+            return True
+        self.keep_alive = headers.get("connection") != "close"
+        if "chunked" in headers.get("transfer-encoding", ""):
+            self._state = "chunk-size"
+        elif "content-length" in headers:
+            self._remaining = int(headers["content-length"])
+            self._state = "length"
+            if self._remaining == 0:
+                self._finish(None)
+        else:
+            self._state = "eof"
+            self.keep_alive = False
+        self.exchange.head(self.status)
+        return True
+
+
+class Pool:
+    """Unbounded keep-alive connections to one endpoint."""
+
+    def __init__(self, base_url: str, validate_certs: bool = True,
+                 ca_file: str | None = None) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or ""
+        self.tls = parts.scheme == "https"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.prefix = parts.path.rstrip("/")
+        default_port = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
+        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
+        self.ssl: ssl.SSLContext | None = None
+        if self.tls:
+            self.ssl = ssl.create_default_context(cafile=ca_file)
+            if not validate_certs:
+                self.ssl.check_hostname = False
+                self.ssl.verify_mode = ssl.CERT_NONE
+        self._idle: list[_Response] = []
+        self.opened = 0
+
+    async def acquire(self) -> tuple[_Response, bool]:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                return conn, False
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(_Response, self.host, self.port, ssl=self.ssl)
+        self.opened += 1
+        return conn, True
+
+    def release(self, conn: _Response, reusable: bool) -> None:
+        if reusable and conn.keep_alive and not conn.closed:
+            conn.exchange = None
+            self._idle.append(conn)
+        elif conn.transport is not None:
+            conn.transport.close()
+
+    def close(self) -> None:
+        for conn in self._idle:
+            if conn.transport is not None:
+                conn.transport.close()
+        self._idle.clear()
+
+
+class Exchange:
+    """One request and what came back; ``result()`` is the per-request record."""
+
+    def __init__(self, api: str) -> None:
+        self.interpret = INTERPRETERS[api]
+        self.decoder = SSEDecoder()
+        self.state = StreamState()
+        self.status = 0
+        self.error_body = b""
+
+    def head(self, status: int) -> None:
+        self.status = status
+
+    def body(self, payload: bytes, ts: int) -> None:
+        if self.status >= 300:
+            self.error_body = (self.error_body + payload)[:_MAX_ERROR_BODY]
+            return
+        for event, data in self.decoder.feed(payload):
+            self.interpret(self.state, event, data, ts)
+
+
+def build_request(cfg: dict, pool: Pool, prompt: str) -> bytes:
+    """The HTTP request bytes for one prompt."""
+    api = cfg["api"]
+    body: dict = {"model": cfg["model"], "max_tokens": cfg["max_tokens"], "stream": True}
+    if api == "openai_completions":
+        body["prompt"] = prompt
+    else:
+        body["messages"] = [{"role": "user", "content": prompt}]
+    if api.startswith("openai") and cfg["include_usage"]:
+        body["stream_options"] = {"include_usage": True}
+    body.update(cfg["extra_body"])
+    payload = json.dumps(body).encode()
+    headers = {"Host": pool.host_header, "Content-Type": "application/json",
+               "Accept": "text/event-stream", "Content-Length": str(len(payload))}
+    if api == "anthropic_messages":
+        headers["anthropic-version"] = "2023-06-01"
+        if cfg["api_key"]:
+            headers["x-api-key"] = cfg["api_key"]
+    elif cfg["api_key"]:
+        headers["Authorization"] = f"Bearer {cfg['api_key']}"
+    headers.update(cfg["headers"])
+    path = pool.prefix + cfg["endpoint_path"]
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return head.encode() + b"\r\n" + payload
+
+
+def _error_type(exc: BaseException) -> str:
+    if isinstance(exc, StreamError):
+        return exc.kind
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timeout"
+    return "connection"
+
+
+async def send(cfg: dict, pool: Pool, request: bytes, prompt: str, planned_ns: int,
+               timeout_s: float) -> dict:
+    """Send one request and measure it. Never raises for server behaviour; returns
+    a record with ``error_type`` set instead. Cancellation (the run deadline) is
+    turned into error type ``deadline``."""
+    started_ns = time.perf_counter_ns()
+    wall = time.time()  # display only (TTFT over time across hosts); never a duration
+    exchange = Exchange(cfg["api"])
+    conn: _Response | None = None
+    sent_ns = started_ns
+    connect_ns = 0
+    error: tuple[str, str] | None = None
+    clean = False
+    deadline = started_ns / 1e9 + timeout_s
+    try:
+        conn, fresh = await asyncio.wait_for(pool.acquire(), timeout_s)
+        if fresh:
+            connect_ns = time.perf_counter_ns() - started_ns
+        conn._reset(exchange, asyncio.get_running_loop())
+        sent_ns = time.perf_counter_ns()
+        conn.transport.write(request)
+        remaining = deadline - sent_ns / 1e9
+        outcome = await asyncio.wait_for(asyncio.shield(conn.finished), max(remaining, 0))
+        if outcome is not None:
+            raise outcome
+        clean = True
+    except asyncio.CancelledError:
+        error = ("deadline", "run deadline reached before the request finished")
+    except (StreamError, OSError, asyncio.TimeoutError, TimeoutError, ssl.SSLError) as exc:
+        kind = _error_type(exc)
+        text = f"no complete answer within {timeout_s:g}s" if kind == "timeout" else str(exc)
+        error = (kind, text[:300])
+    finally:
+        if conn is not None:
+            pool.release(conn, clean)
+    return _record(cfg, exchange, prompt, planned_ns, sent_ns, connect_ns, wall, error)
+
+
+def _record(cfg: dict, exchange: Exchange, prompt: str, planned_ns: int, sent_ns: int,
+            connect_ns: int, wall: float, error: tuple[str, str] | None) -> dict:
+    state = exchange.state
+    status = exchange.status
+    if error is None and status >= 300:
+        snippet = exchange.error_body.decode("utf-8", "replace")[:200]
+        error = (f"http_{status}", f"HTTP {status}: {snippet}")
+    if error is None and state.finish_reason is None:
+        error = ("incomplete_stream", "stream ended without a finish reason")
+    ts = state.content_ns
+    ttft = (ts[0] - sent_ns) / 1e9 if ts else None
+    e2e = (ts[-1] - sent_ns) / 1e9 if ts else None
+    itl = [(b - a) / 1e9 for a, b in zip(ts, ts[1:])]
+    if state.usage_out is not None:
+        out_tokens, out_source = state.usage_out, "usage"
+    else:
+        out_tokens, out_source = approx_tokens("x" * state.output_chars), "approx"
+    if state.usage_in is not None:
+        in_tokens, in_source = state.usage_in, "usage"
+    else:
+        in_tokens, in_source = approx_tokens(prompt), "approx"
+    tpot = None
+    if ttft is not None and out_tokens > 1:
+        tpot = (e2e - ttft) / (out_tokens - 1)
+    return {
+        "planned_ns": planned_ns,
+        "sent_ns": sent_ns,
+        "wall_time": wall,
+        "lag_s": max(sent_ns - planned_ns, 0) / 1e9,
+        "connect_s": connect_ns / 1e9,
+        "ttft_s": ttft,
+        "itl_s": itl,
+        "e2e_s": e2e,
+        "tpot_s": tpot,
+        "content_chunks": len(ts),
+        "input_tokens": in_tokens,
+        "input_tokens_source": in_source,
+        "output_tokens": out_tokens,
+        "output_tokens_source": out_source,
+        "finish_reason": state.finish_reason,
+        "http_status": status or None,
+        "error_type": error[0] if error else None,
+        "error": error[1] if error else None,
+    }

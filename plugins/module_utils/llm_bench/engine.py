@@ -1,0 +1,80 @@
+"""The whole benchmark: validate, run, summarize, publish. Shared by the Ansible
+module and the command-line tool so both behave the same."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from . import config as config_mod
+from . import prom, report, runner, stats
+
+OUTPUT_DEFAULTS = {
+    "output_dir": None,  # JSON, CSV and HTML files go here
+    "output_name": None,  # file name stem; default llm-bench-<endpoint>-<utc time>
+    "pushgateway_url": None,
+    "pushgateway_job": "llm_benchmark",
+    "pushgateway_instance": None,  # default: the host name(s)
+    "textfile_path": None,  # node_exporter textfile collector file (*.prom)
+    "state_file": None,  # keeps counters/histograms cumulative across runs
+}
+
+
+def check_outputs(outputs: dict) -> dict:
+    unknown = set(outputs) - set(OUTPUT_DEFAULTS)
+    if unknown:
+        raise config_mod.ConfigError(f"unknown output settings: {', '.join(sorted(unknown))}")
+    merged = {**OUTPUT_DEFAULTS, **{k: v for k, v in outputs.items() if v is not None}}
+    path = merged["textfile_path"]
+    if path and not path.endswith(".prom"):
+        raise config_mod.ConfigError(f"textfile_path must end in .prom (node_exporter reads "
+                                     f"only those), got {path!r}")
+    url = merged["pushgateway_url"]
+    if url and not url.startswith(("http://", "https://")):
+        raise config_mod.ConfigError(f"pushgateway_url must be an http(s) URL, got {url!r}")
+    return merged
+
+
+def labels_of(cfg: dict) -> dict:
+    return {"provider": cfg["provider"], "model": cfg["model"], "endpoint": cfg["endpoint"]}
+
+
+def publish(run: dict, cfg: dict, outputs: dict) -> dict:
+    """Summarize a (possibly merged) run and write every requested output."""
+    summary = stats.summarize(run, cfg["goodput"],
+                              cfg["rate"] if cfg["mode"] != "concurrency" else None)
+    published: dict = {}
+    settings = config_mod.public(cfg)
+    if outputs["output_dir"]:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(run["started_at"]))
+        name = outputs["output_name"] or f"llm-bench-{cfg['endpoint']}-{stamp}"
+        published["files"] = report.write_all(outputs["output_dir"], name, run, summary,
+                                              settings)
+    if outputs["pushgateway_url"] or outputs["textfile_path"]:
+        labels = labels_of(cfg)
+        state = prom.load_state(outputs["state_file"])
+        prom.accumulate(state, run, labels)
+        text = prom.exposition(state, summary, labels)
+        if outputs["textfile_path"]:
+            prom.write_atomic(outputs["textfile_path"], text)
+            published["textfile"] = outputs["textfile_path"]
+        if outputs["pushgateway_url"]:
+            grouping = {"instance": outputs["pushgateway_instance"] or run["host"],
+                        "endpoint": cfg["endpoint"]}
+            published["pushgateway"] = prom.push(outputs["pushgateway_url"],
+                                                 outputs["pushgateway_job"], grouping, text,
+                                                 validate_certs=cfg["validate_certs"])
+        if outputs["state_file"]:
+            prom.write_atomic(outputs["state_file"], json.dumps(state),
+                              mode=0o600)
+    return {"summary": summary, "published": published}
+
+
+def benchmark(raw: dict, outputs: dict | None = None,
+              progress: runner.ProgressFn | None = None) -> dict:
+    """Validate, run, publish. Raises ConfigError before sending anything on bad input."""
+    cfg = config_mod.validate(raw)
+    outs = check_outputs(outputs or {})
+    run = runner.run(cfg, progress)
+    done = publish(run, cfg, outs)
+    return {"settings": config_mod.public(cfg), "run": run, **done}

@@ -1,0 +1,307 @@
+"""Mock LLM streaming server with exact, configurable timings.
+
+Speaks three streaming APIs over HTTP/1.1 with chunked SSE bodies and keep-alive:
+OpenAI chat completions (/v1/chat/completions), OpenAI completions (/v1/completions)
+and Anthropic messages (/v1/messages). It is a test double: the real servers (vLLM,
+llama.cpp, hosted APIs) cannot run here, and tests need exact known timings.
+
+Behaviour comes from the server defaults (``MockConfig``) and can be overridden per
+request with the JSON header ``x-mock`` (same field names), so one server serves
+every test case.
+
+Timings are scheduled on absolute deadlines measured from the moment the request
+body was read (token k leaves at ttft + k * itl), so lateness never accumulates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+# Every token is this word: one token per word, 5 characters.
+WORD = " word"
+
+
+@dataclasses.dataclass
+class MockConfig:
+    """What one response looks like. Field names double as ``x-mock`` keys."""
+
+    ttft_ms: float = 50.0
+    itl_ms: float = 10.0
+    output_tokens: int = 16
+    prompt_tokens: int | None = None  # None: count words of the prompt
+    usage: bool | None = None  # None: follow stream_options.include_usage
+    role_first_chunk: bool = True  # OpenAI chat: an empty role-only chunk at once
+    tokens_per_chunk: int = 1  # >1 bundles tokens into one SSE event
+    truncate_after: int | None = None  # stop after N tokens without a finish_reason
+    truncate_mode: str = "done"  # "done": send [DONE]; "eof": close the connection
+    http_status: int = 200  # >=400: answer with this error status
+    never_answer: bool = False  # read the request, then send nothing at all
+    malformed_after: int | None = None  # send a non-JSON data line after N tokens
+    finish_reason: str = "length"
+
+    def merged(self, override: dict[str, Any]) -> MockConfig:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(override) - known
+        if unknown:
+            raise ValueError(f"unknown x-mock fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **override)
+
+
+class BadRequest(Exception):
+    """The client sent something this server cannot parse."""
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict, bytes] | None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        method, path, _version = lines[0].split(" ", 2)
+    except ValueError as exc:
+        raise BadRequest("bad request line") from exc
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return method, path, headers, body
+
+
+def _chunk(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+def _sse(data: dict | str, event: str | None = None) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    prefix = f"event: {event}\n" if event else ""
+    return _chunk(f"{prefix}data: {text}\n\n".encode())
+
+
+class _Stream:
+    """Builds the SSE events of one response for one API."""
+
+    def __init__(self, api: str, model: str, cfg: MockConfig, prompt_tokens: int,
+                 usage: bool) -> None:
+        self.api = api
+        self.model = model
+        self.cfg = cfg
+        self.prompt_tokens = prompt_tokens
+        self.usage = usage
+        self.id = f"mock-{time.monotonic_ns()}"
+
+    def opening(self) -> list[bytes]:
+        if self.api == "chat" and self.cfg.role_first_chunk:
+            return [_sse(self._chat_chunk({"role": "assistant", "content": ""}, None))]
+        if self.api == "messages":
+            start = {"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": None,
+                "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1}}}
+            block = {"type": "content_block_start", "index": 0,
+                     "content_block": {"type": "text", "text": ""}}
+            return [_sse(start, "message_start"), _sse(block, "content_block_start")]
+        return []
+
+    def _chat_chunk(self, delta: dict, finish: str | None) -> dict:
+        return {"id": self.id, "object": "chat.completion.chunk", "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    def content(self, ntokens: int) -> bytes:
+        text = WORD * ntokens
+        if self.api == "chat":
+            return _sse(self._chat_chunk({"content": text}, None))
+        if self.api == "completions":
+            return _sse({"id": self.id, "object": "text_completion", "model": self.model,
+                         "choices": [{"index": 0, "text": text, "finish_reason": None}]})
+        return _sse({"type": "content_block_delta", "index": 0,
+                     "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+
+    def closing(self, produced: int) -> list[bytes]:
+        finish = self.cfg.finish_reason
+        usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": produced,
+                 "total_tokens": self.prompt_tokens + produced}
+        if self.api == "messages":
+            stop = "max_tokens" if finish == "length" else "end_turn"
+            return [_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                    _sse({"type": "message_delta",
+                          "delta": {"stop_reason": stop, "stop_sequence": None},
+                          "usage": {"output_tokens": produced}}, "message_delta"),
+                    _sse({"type": "message_stop"}, "message_stop")]
+        if self.api == "chat":
+            events = [_sse(self._chat_chunk({}, finish))]
+        else:
+            events = [_sse({"id": self.id, "object": "text_completion", "model": self.model,
+                            "choices": [{"index": 0, "text": "", "finish_reason": finish}]})]
+        if self.usage:
+            events.append(_sse({"id": self.id, "object": "chat.completion.chunk",
+                                "model": self.model, "choices": [], "usage": usage}))
+        events.append(_sse("[DONE]"))
+        return events
+
+
+ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
+          "/v1/messages": "messages"}
+
+
+class MockServer:
+    """One asyncio server; ``serve_forever`` for a process, ``start`` for tests."""
+
+    def __init__(self, defaults: MockConfig | None = None) -> None:
+        self.defaults = defaults or MockConfig()
+        self.requests_seen = 0
+        self.last_request: dict | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0,
+                    sock: socket.socket | None = None) -> int:
+        if sock is not None:
+            self._server = await asyncio.start_server(self._handle, sock=sock)
+        else:
+            self._server = await asyncio.start_server(self._handle, host, port, backlog=4096)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    request = await _read_request(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                received = time.perf_counter()
+                keep_open = await self._respond(writer, received, request)
+                if not keep_open:
+                    return
+        except (ConnectionError, BadRequest):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _respond(self, writer: asyncio.StreamWriter, received: float,
+                       request: tuple[str, str, dict, bytes]) -> bool:
+        method, path, headers, body = request
+        api = ROUTES.get(path.split("?", 1)[0])
+        if method == "GET" and path == "/health":
+            self._send_plain(writer, 200, b'{"status":"ok"}')
+            return True
+        if method != "POST" or api is None:
+            self._send_plain(writer, 404, b'{"error":"not found"}')
+            return True
+        try:
+            payload = json.loads(body or b"{}")
+            cfg = self.defaults.merged(json.loads(headers.get("x-mock", "{}")))
+        except (ValueError, TypeError) as exc:
+            self._send_plain(writer, 400, json.dumps({"error": str(exc)}).encode())
+            return True
+        self.requests_seen += 1
+        self.last_request = {"path": path, "headers": headers, "body": payload}
+        if cfg.never_answer:
+            await asyncio.sleep(3600)
+            return False
+        if cfg.http_status >= 400:
+            self._send_plain(writer, cfg.http_status,
+                             b'{"error":{"message":"mock error","type":"mock"}}')
+            return True
+        await self._stream(writer, received, api, payload, cfg)
+        return cfg.truncate_mode != "eof" or cfg.truncate_after is None
+
+    @staticmethod
+    def _send_plain(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
+        writer.write(b"HTTP/1.1 %d Mock\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))
+
+    async def _stream(self, writer: asyncio.StreamWriter, received: float, api: str,
+                      payload: dict, cfg: MockConfig) -> None:
+        prompt_tokens = cfg.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = len(json.dumps(payload.get("messages") or payload.get("prompt")
+                                           or "").split())
+        usage = cfg.usage
+        if usage is None:
+            usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        stream = _Stream(api, str(payload.get("model", "mock")), cfg, prompt_tokens, usage)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for event in stream.opening():
+            writer.write(event)
+        total = cfg.output_tokens if cfg.truncate_after is None else min(
+            cfg.truncate_after, cfg.output_tokens)
+        produced = 0
+        event_index = 0
+        while produced < total:
+            due = received + (cfg.ttft_ms + event_index * cfg.itl_ms) / 1000.0
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if cfg.malformed_after is not None and produced >= cfg.malformed_after:
+                writer.write(_chunk(b"data: {not json\n\n"))
+                cfg = dataclasses.replace(cfg, malformed_after=None)
+            n = min(cfg.tokens_per_chunk, total - produced)
+            writer.write(stream.content(n))
+            produced += n
+            event_index += 1
+            if writer.transport.get_write_buffer_size() > 1 << 20:
+                await writer.drain()
+        if cfg.truncate_after is not None:
+            if cfg.truncate_mode == "done" and api != "messages":
+                writer.write(_sse("[DONE]"))
+            if cfg.truncate_mode == "eof" or api == "messages":
+                writer.close()
+                return
+            writer.write(_chunk(b""))
+            await writer.drain()
+            return
+        for event in stream.closing(produced):
+            writer.write(event)
+        writer.write(_chunk(b""))
+        await writer.drain()
+
+
+def serve(host: str, port: int, defaults: MockConfig, workers: int = 1) -> None:
+    """Run until SIGTERM/SIGINT; with workers > 1, forked processes share the socket."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    children = []
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            children = []
+            break
+        children.append(pid)
+
+    async def main() -> None:
+        server = MockServer(defaults)
+        await server.start(sock=sock)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
