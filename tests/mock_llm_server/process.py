@@ -46,7 +46,7 @@ def running(*args: str) -> Iterator[str]:
     """Yield the base URL (with /v1) of a mock server process; stop it afterwards."""
     for _attempt in range(5):
         port = free_port()
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        proc = subprocess.Popen(
             [sys.executable, "-m", "mock_llm_server", "--port", str(port), *args],
             cwd=os.path.dirname(_HERE), stderr=subprocess.PIPE)
         try:

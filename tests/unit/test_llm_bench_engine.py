@@ -7,6 +7,7 @@ timer granularity (~1 ms) and a loaded 2-core build machine.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from llm_bench import engine  # noqa: E402
 from llm_bench.config import ConfigError  # noqa: E402
 from mock_llm_server import WORD  # noqa: E402
-from mock_llm_server.process import running  # noqa: E402
+from mock_llm_server.process import free_port, running  # noqa: E402
 
 EARLY_S = 0.0015  # the mock's clock reads the request a little after the client sent it
 MEDIAN_SLACK_S = 0.010  # typical lateness: timer granularity plus a busy machine
@@ -155,8 +156,6 @@ def test_run_deadline_stops_a_duration_run_that_would_hang(base_url):
 
 
 def test_unreachable_endpoint_is_a_connection_error():
-    from mock_llm_server.process import free_port
-
     url = f"http://127.0.0.1:{free_port()}/v1"
     result = bench(url, num_requests=2)
     assert result["summary"]["errors_by_type"] == {"connection": 2}
@@ -176,7 +175,7 @@ def test_poisson_mode_sends_every_planned_request(base_url):
     result = bench(base_url, mock, mode="poisson", rate=50.0, num_requests=25, seed=7)
     assert result["summary"]["succeeded"] == 25
     offsets = [r["planned_offset_s"] for r in result["run"]["requests"]]
-    gaps = {round(b - a, 6) for a, b in zip(sorted(offsets), sorted(offsets)[1:])}
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(sorted(offsets))}
     assert len(gaps) > 5  # exponential gaps, not a constant rate
 
 

@@ -12,7 +12,9 @@ moment Python sees the bytes, before any parsing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import socket
 import ssl
 import time
 from urllib.parse import urlsplit
@@ -43,6 +45,9 @@ class _Response(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # no Nagle delay on the request write, whatever asyncio did
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -75,31 +80,9 @@ class _Response(asyncio.Protocol):
             if self._state == "head":
                 if not self._parse_head():
                     return
-            elif self._state == "chunk-size":
-                end = self._buf.find(b"\r\n")
-                if end < 0:
+            elif self._state in ("chunk-size", "chunk-data", "trailer"):
+                if not self._parse_chunked(ts):
                     return
-                try:
-                    size = int(bytes(self._buf[:end]).split(b";")[0], 16)
-                except ValueError as exc:
-                    raise StreamError("malformed_response", "bad chunk size") from exc
-                del self._buf[:end + 2]
-                self._remaining = size
-                self._state = "chunk-data" if size else "trailer"
-            elif self._state == "chunk-data":
-                if len(self._buf) < self._remaining + 2:
-                    return
-                payload = bytes(self._buf[:self._remaining])
-                del self._buf[:self._remaining + 2]
-                self._state = "chunk-size"
-                self.exchange.body(payload, ts)
-            elif self._state == "trailer":
-                end = self._buf.find(b"\r\n")
-                if end < 0:
-                    return
-                del self._buf[:end + 2]
-                if end == 0:
-                    self._finish(None)
             elif self._state == "length":
                 payload = bytes(self._buf[:self._remaining])
                 del self._buf[:len(payload)]
@@ -111,6 +94,32 @@ class _Response(asyncio.Protocol):
                 payload = bytes(self._buf)
                 self._buf.clear()
                 self.exchange.body(payload, ts)
+
+    def _parse_chunked(self, ts: int) -> bool:
+        """One step of chunked transfer decoding; False when more bytes are needed."""
+        if self._state == "chunk-data":
+            if len(self._buf) < self._remaining + 2:
+                return False
+            payload = bytes(self._buf[:self._remaining])
+            del self._buf[:self._remaining + 2]
+            self._state = "chunk-size"
+            self.exchange.body(payload, ts)
+            return True
+        end = self._buf.find(b"\r\n")
+        if end < 0:
+            return False
+        line = bytes(self._buf[:end])
+        del self._buf[:end + 2]
+        if self._state == "trailer":
+            if not line:
+                self._finish(None)
+            return True
+        try:
+            self._remaining = int(line.split(b";")[0], 16)
+        except ValueError as exc:
+            raise StreamError("malformed_response", "bad chunk size") from exc
+        self._state = "chunk-data" if self._remaining else "trailer"
+        return True
 
     def _parse_head(self) -> bool:
         end = self._buf.find(b"\r\n\r\n")
@@ -242,12 +251,12 @@ def _error_type(exc: BaseException) -> str:
         return exc.kind
     if isinstance(exc, ssl.SSLError):
         return "tls"
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+    if isinstance(exc, TimeoutError):
         return "timeout"
     return "connection"
 
 
-async def send(cfg: dict, pool: Pool, request: bytes, prompt: str, planned_ns: int,
+async def send(cfg: dict, pool: Pool, request: bytes, *, prompt: str, planned_ns: int,
                timeout_s: float) -> dict:
     """Send one request and measure it. Never raises for server behaviour; returns
     a record with ``error_type`` set instead. Cancellation (the run deadline) is
@@ -275,18 +284,21 @@ async def send(cfg: dict, pool: Pool, request: bytes, prompt: str, planned_ns: i
         clean = True
     except asyncio.CancelledError:
         error = ("deadline", "run deadline reached before the request finished")
-    except (StreamError, OSError, asyncio.TimeoutError, TimeoutError, ssl.SSLError) as exc:
+    except (StreamError, OSError, TimeoutError, ssl.SSLError) as exc:
         kind = _error_type(exc)
         text = f"no complete answer within {timeout_s:g}s" if kind == "timeout" else str(exc)
         error = (kind, text[:300])
     finally:
         if conn is not None:
             pool.release(conn, clean)
-    return _record(cfg, exchange, prompt, planned_ns, sent_ns, connect_ns, wall, error)
+    timing = {"planned_ns": planned_ns, "sent_ns": sent_ns, "connect_ns": connect_ns,
+              "wall": wall}
+    return _record(exchange, prompt, timing, error)
 
 
-def _record(cfg: dict, exchange: Exchange, prompt: str, planned_ns: int, sent_ns: int,
-            connect_ns: int, wall: float, error: tuple[str, str] | None) -> dict:
+def _record(exchange: Exchange, prompt: str, timing: dict,
+            error: tuple[str, str] | None) -> dict:
+    planned_ns, sent_ns = timing["planned_ns"], timing["sent_ns"]
     state = exchange.state
     status = exchange.status
     if error is None and status >= 300:
@@ -297,7 +309,7 @@ def _record(cfg: dict, exchange: Exchange, prompt: str, planned_ns: int, sent_ns
     ts = state.content_ns
     ttft = (ts[0] - sent_ns) / 1e9 if ts else None
     e2e = (ts[-1] - sent_ns) / 1e9 if ts else None
-    itl = [(b - a) / 1e9 for a, b in zip(ts, ts[1:])]
+    itl = [(b - a) / 1e9 for a, b in itertools.pairwise(ts)]
     if state.usage_out is not None:
         out_tokens, out_source = state.usage_out, "usage"
     else:
@@ -312,9 +324,9 @@ def _record(cfg: dict, exchange: Exchange, prompt: str, planned_ns: int, sent_ns
     return {
         "planned_ns": planned_ns,
         "sent_ns": sent_ns,
-        "wall_time": wall,
+        "wall_time": timing["wall"],
         "lag_s": max(sent_ns - planned_ns, 0) / 1e9,
-        "connect_s": connect_ns / 1e9,
+        "connect_s": timing["connect_ns"] / 1e9,
         "ttft_s": ttft,
         "itl_s": itl,
         "e2e_s": e2e,

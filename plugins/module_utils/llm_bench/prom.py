@@ -112,11 +112,11 @@ def exposition(state: dict, summary: dict, labels: dict, ended_at: float | None 
     """Text format 0.0.4 of the cumulative state plus the last run's gauges."""
     base = {k: labels[k] for k in LABELS}
     lines: list[str] = []
-    for name in BUCKETS:
+    for name, bounds in BUCKETS.items():
         lines += [f"# HELP {name} {HELP[name]}", f"# TYPE {name} histogram"]
         for key, hist in sorted(state["histograms"].get(name, {}).items()):
             series = json.loads(key)
-            for bound, count in zip(BUCKETS[name], hist["buckets"]):
+            for bound, count in zip(bounds, hist["buckets"], strict=True):
                 lines.append(f"{name}_bucket{_labels(series, ('le', _num(bound)))} {count}")
             lines.append(f"{name}_bucket{_labels(series, ('le', '+Inf'))} {hist['count']}")
             lines.append(f"{name}_sum{_labels(series)} {_num(hist['sum'])}")
@@ -180,7 +180,7 @@ def _segment(name: str, value: str) -> str:
     return f"{name}@base64/{encoded or '='}"
 
 
-def push(url: str, job: str, grouping: dict, text: str, timeout_s: float = 10.0,
+def push(url: str, job: str, grouping: dict, text: str, *, timeout_s: float = 10.0,
          validate_certs: bool = True) -> str:
     """PUT the text to the Pushgateway group (replacing that group's metrics).
     Returns the group URL; raises RuntimeError naming the status on failure."""

@@ -10,12 +10,13 @@ from .config import ConfigError
 
 # Short common words: each is one token in the usual BPE vocabularies (with its
 # leading space), so N words make a prompt of about N tokens.
-_WORDS = ("the of and to in is you that it he was for on are as with his they at be "
-          "this have from or one had by word but not what all were we when your can said "
-          "there use an each which she do how their if will up other about out many then "
-          "them these so some her would make like him into time has look two more write "
-          "go see number no way could people my than first water been call who its now "
-          "find long down day did get come made may part").split()
+_WORDS = tuple(
+    "the of and to in is you that it he was for on are as with his they at be "  # noqa: SIM905 - reads better as one string
+    "this have from or one had by word but not what all were we when your can said "
+    "there use an each which she do how their if will up other about out many then "
+    "them these so some her would make like him into time has look two more write "
+    "go see number no way could people my than first water been call who its now "
+    "find long down day did get come made may part".split())
 
 
 def approx_tokens(text: str) -> int:

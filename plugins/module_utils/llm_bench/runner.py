@@ -140,9 +140,9 @@ class _Shard:
             while queue:
                 index = queue.pop()
                 prompt, request = self._prompt(index)
-                done.append(await send(self.cfg, self.pool, request, prompt,
-                                       time.perf_counter_ns(),
-                                       self.cfg["request_timeout_s"]))
+                done.append(await send(self.cfg, self.pool, request, prompt=prompt,
+                                       planned_ns=time.perf_counter_ns(),
+                                       timeout_s=self.cfg["request_timeout_s"]))
             return done
 
         results = await asyncio.gather(*(lane() for _ in range(width)))
@@ -193,8 +193,8 @@ class _Shard:
                     return
                 index = local * shard["workers"] + shard["index"]
                 prompt, request = self._prompt(index)
-                record = await send(cfg, self.pool, request, prompt, planned,
-                                    min(timeout, max(deadline_ns - planned, 0) / 1e9))
+                record = await send(cfg, self.pool, request, prompt=prompt,
+                                    planned_ns=planned, timeout_s=timeout)
                 self._keep(record, index, t0_ns)
                 planned = time.perf_counter_ns()  # the slot is free again: next is due
 
@@ -220,8 +220,8 @@ class _Shard:
                 await asyncio.sleep(delay)
             index = position * shard["workers"] + shard["index"]
             prompt, request = self._prompt(index)
-            task = asyncio.ensure_future(send(cfg, self.pool, request, prompt, planned,
-                                              timeout))
+            task = asyncio.ensure_future(send(cfg, self.pool, request, prompt=prompt,
+                                              planned_ns=planned, timeout_s=timeout))
             task.add_done_callback(lambda t, i=index: self._done(t, i, t0_ns))
             self.tasks.add(task)
         if self.tasks:
@@ -284,71 +284,99 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         conn.close()
 
 
-def _run_processes(cfg: dict, shards: list[dict], prompts: list[str],
-                   progress: ProgressFn | None, total: int | None) -> list[dict]:
-    ctx = multiprocessing.get_context("fork")
-    conns, procs = [], []
-    for shard in shards:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(child, cfg, shard, prompts), daemon=True)
-        proc.start()
-        child.close()
-        conns.append(parent)
-        procs.append(proc)
-    run_s = config_mod.run_deadline_s(cfg)
-    warm_by = time.monotonic() + cfg["request_timeout_s"] * max(1, cfg["warmup_requests"]) + 30
-    results: dict[int, dict] = {}
-    counts = [0] * len(shards)
-    warm = set()
-    started = False
-    hard_stop = None
-    failures = []
-    try:
-        while len(results) + len(failures) < len(shards):
-            if not started and len(warm) == len(shards):
+_EMPTY = {"records": [], "warmup_errors": 0, "not_sent": 0, "connections": 0,
+          "elapsed_s": 0.0}
+
+
+class _Coordinator:
+    """Parent side of a multi-process run: start workers, release them together once
+    all are warm, collect progress and results, enforce the run deadline."""
+
+    def __init__(self, cfg: dict, shards: list[dict], progress: ProgressFn | None,
+                 total: int | None) -> None:
+        self.cfg = cfg
+        self.shards = shards
+        self.progress = progress
+        self.total = total
+        self.conns: list[Connection] = []
+        self.procs: list = []
+        self.results: dict[int, dict] = {}
+        self.counts = [0] * len(shards)
+        self.warm: set[int] = set()
+        self.failures: list[str] = []
+
+    def start(self, prompts: list[str]) -> None:
+        ctx = multiprocessing.get_context("fork")
+        for shard in self.shards:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, self.cfg, shard, prompts),
+                               daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def _handle(self, i: int, message: tuple) -> None:
+        kind, *payload = message
+        if kind == "warm":
+            self.warm.add(i)
+        elif kind == "progress":
+            self.counts[i] = payload[0]
+            if self.progress:
+                self.progress(sum(self.counts), self.total)
+        elif kind == "done":
+            self.results[i] = payload[0]
+            self.counts[i] = len(payload[0]["records"])
+        else:
+            self.failures.append(f"worker {i}: {payload[0]}")
+            self.results[i] = _EMPTY
+
+    def collect(self) -> list[dict]:
+        run_s = config_mod.run_deadline_s(self.cfg)
+        limit = (time.monotonic() + self.cfg["request_timeout_s"]
+                 * max(1, self.cfg["warmup_requests"]) + 30)
+        started = False
+        while len(self.results) < len(self.shards):
+            if not started and len(self.warm) == len(self.shards):
                 t0 = time.perf_counter_ns() + _START_DELAY_NS
-                for c in conns:
-                    c.send(("start", t0, t0 + int(run_s * 1e9)))
+                for conn in self.conns:
+                    conn.send(("start", t0, t0 + int(run_s * 1e9)))
                 started = True
-                hard_stop = time.monotonic() + run_s + _WORKER_GRACE_S
-            limit = hard_stop if started else warm_by
+                limit = time.monotonic() + run_s + _WORKER_GRACE_S
             if time.monotonic() > limit:
-                failures.append("workers did not finish before the run deadline")
+                self.failures.append("workers did not finish before the run deadline")
                 break
-            for c in wait([c for i, c in enumerate(conns)
-                           if i not in results], timeout=_PROGRESS_EVERY_S):
-                i = conns.index(c)
+            waiting = [c for i, c in enumerate(self.conns) if i not in self.results]
+            for conn in wait(waiting, timeout=_PROGRESS_EVERY_S):
+                i = self.conns.index(conn)
                 try:
-                    kind, *payload = c.recv()
+                    self._handle(i, conn.recv())
                 except EOFError:
-                    failures.append(f"worker {i} exited without results")
-                    results[i] = {"records": [], "warmup_errors": 0, "not_sent": 0,
-                                  "connections": 0, "elapsed_s": 0.0}
-                    continue
-                if kind == "warm":
-                    warm.add(i)
-                elif kind == "progress":
-                    counts[i] = payload[0]
-                    if progress:
-                        progress(sum(counts), total)
-                elif kind == "done":
-                    results[i] = payload[0]
-                    counts[i] = len(payload[0]["records"])
-                else:
-                    failures.append(f"worker {i}: {payload[0]}")
-                    results[i] = {"records": [], "warmup_errors": 0, "not_sent": 0,
-                                  "connections": 0, "elapsed_s": 0.0}
-    finally:
-        for proc in procs:
+                    self.failures.append(f"worker {i} exited without results")
+                    self.results[i] = _EMPTY
+        return [self.results[i] for i in sorted(self.results)]
+
+    def stop(self) -> None:
+        for proc in self.procs:
             proc.join(timeout=1)
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=1)
-    if failures:
-        raise RuntimeError("; ".join(failures))
+
+
+def _run_processes(cfg: dict, shards: list[dict], prompts: list[str],
+                   progress: ProgressFn | None, total: int | None) -> list[dict]:
+    coordinator = _Coordinator(cfg, shards, progress, total)
+    coordinator.start(prompts)
+    try:
+        parts = coordinator.collect()
+    finally:
+        coordinator.stop()
+    if coordinator.failures:
+        raise RuntimeError("; ".join(coordinator.failures))
     if progress:
-        progress(sum(counts), total)
-    return [results[i] for i in sorted(results)]
+        progress(sum(coordinator.counts), total)
+    return parts
 
 
 def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
