@@ -1,0 +1,63 @@
+"""Shared helpers: test secrets, lab addresses, other hosts, running playbooks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import testinfra
+import testinfra.host
+import yaml
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = SCENARIO_DIR.parent.parent
+
+
+@pytest.fixture(scope="session")
+def secrets() -> dict[str, str]:
+    with open(SCENARIO_DIR / "test_secrets.yml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="session")
+def addresses() -> dict[str, str]:
+    """Lab host name -> address, from the instance config the lab wrote."""
+    with open(os.environ["MOLECULE_INSTANCE_CONFIG"], encoding="utf-8") as handle:
+        return {item["instance"]: item["address"] for item in yaml.safe_load(handle)}
+
+
+@pytest.fixture(scope="session")
+def lab_host() -> Callable[[str], testinfra.host.Host]:
+    """Any scenario host by name, for tests that involve two hosts."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+
+    def get(name: str) -> testinfra.host.Host:
+        return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def run_playbook() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs a playbook of the project against the scenario's hosts."""
+    ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
+
+    def run(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
+        # Scenario playbooks by their name, project playbooks by their path in the checkout.
+        in_scenario = SCENARIO_DIR / playbook
+        path = str(in_scenario if in_scenario.exists() else PROJECT_DIR / playbook)
+        # Fixed argv (our ansible-playbook, no shell); only test arguments vary.
+        return subprocess.run(  # noqa: S603 - see the comment above
+            [str(ansible_playbook), "-i", os.environ["MOLECULE_INVENTORY_FILE"], path, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+            cwd=SCENARIO_DIR,
+        )
+
+    return run
