@@ -1,0 +1,733 @@
+#!/usr/bin/env python3
+"""Boot and stop labs of real Debian 12 test hosts with systemd-nspawn.
+
+Usage (as root):
+  labctl.py base [--rebuild]
+  labctl.py up --lab NAME --host HOST[:group,group] [--host ...] [--state-dir DIR]
+  labctl.py down --lab NAME | --all
+  labctl.py list
+
+See lab/README.md for how it works and what `down` guarantees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from labcore import (  # noqa: E402 - the path above makes the sibling module importable
+    LAB_USER,
+    HostSpec,
+    LabError,
+    allocate_index,
+    bridge_name,
+    gateway_address,
+    host_addresses,
+    lab_network,
+    parse_host_specs,
+    render_etc_hosts,
+    render_instance_config,
+    render_inventory,
+    render_network_unit,
+    validate_lab_name,
+)
+
+LAB_ROOT = Path(os.environ.get("LLMOPS_LAB_ROOT", "/var/lib/llmops-lab"))
+BASE_DIR = LAB_ROOT / "base-bookworm"
+BASE_STAMP = ".llmops-lab-base"  # written last: a base without it is unfinished
+RUN_DIR = LAB_ROOT / "run"  # internal state per lab, removed by `down`
+LABS_DIR = LAB_ROOT / "labs"  # default state dirs (inventory, key) per lab
+APT_CACHE_DIR = LAB_ROOT / "apt-cache"  # persistent per lab+host apt archives
+DEBOOTSTRAP_CACHE = LAB_ROOT / "debootstrap-cache"
+FORWARD_SAVED = LAB_ROOT / "ip_forward.saved"
+MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+BASE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-apt",
+    "openssh-server",
+    "iproute2",
+    "sudo",
+    "ca-certificates",
+)
+KEY_NAME = "id_ed25519"
+STATE_FILES = ("inventory.yml", "instance_config.yml", KEY_NAME, f"{KEY_NAME}.pub")
+SSH_TIMEOUT = 120.0
+STOP_TIMEOUT = 20.0
+IPT_COMMENT_PREFIX = "llmops-lab:"
+
+
+def log(message: str) -> None:
+    print(f"labctl: {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command, raising LabError with its output when it fails."""
+    result = subprocess.run(cmd, text=True, capture_output=True, check=False, **kwargs)  # noqa: S603 - fixed argv lists, never a shell
+    if result.returncode != 0:
+        raise LabError(
+            f"command failed ({result.returncode}): {' '.join(cmd)}\n"
+            f"{result.stdout.strip()}\n{result.stderr.strip()}".rstrip()
+        )
+    return result
+
+
+@contextlib.contextmanager
+def locked(name: str) -> Iterator[None]:
+    """Hold an exclusive flock on LAB_ROOT/<name>.lock (several callers may race)."""
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    with (LAB_ROOT / f"{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- base
+
+
+def base_ready() -> bool:
+    return (BASE_DIR / BASE_STAMP).is_file()
+
+
+def chroot(root: Path, *cmd: str) -> None:
+    run(["chroot", str(root), *cmd], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+
+
+def configure_base(root: Path) -> None:
+    """Make a fresh debootstrap tree a lab host image."""
+    (root / "etc/dpkg/dpkg.cfg.d/llmops-lab-unsafe-io").write_text(
+        "# Throwaway test hosts: skip fsync, roughly halves install time.\nforce-unsafe-io\n"
+    )
+    (root / "etc/apt/apt.conf.d/90llmops-lab-keep-debs").write_text(
+        "// Keep downloaded packages: /var/cache/apt/archives is a persistent per-host cache.\n"
+        'Binary::apt::APT::Keep-Downloaded-Packages "true";\n'
+        'APT::Keep-Downloaded-Packages "true";\n'
+    )
+    (root / "etc/apt/sources.list").write_text(
+        f"deb {MIRROR} bookworm main\n"
+        f"deb {MIRROR} bookworm-updates main\n"
+        f"deb {SECURITY_MIRROR} bookworm-security main\n"
+    )
+    chroot(root, "useradd", "--create-home", "--shell", "/bin/bash", LAB_USER)
+    sudoers = root / "etc/sudoers.d/llmops-lab"
+    sudoers.write_text(f"{LAB_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    sudoers.chmod(0o440)
+    chroot(root, "systemctl", "enable", "systemd-networkd.service")
+    # Every host gets its own keys and machine-id in its upper dir.
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / "etc/machine-id").write_text("")
+    with contextlib.suppress(FileNotFoundError):
+        (root / "var/lib/dbus/machine-id").unlink()
+    (root / "etc/hostname").write_text("localhost\n")
+    # No package lists in the image: roles refresh the cache like on a fresh server.
+    shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
+    (root / "var/lib/apt/lists/partial").mkdir(parents=True)
+    # apt's cache_valid_time looks at this mtime: make the empty lists look stale.
+    os.utime(root / "var/lib/apt/lists", (0, 0))
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+
+
+def build_base(rebuild: bool) -> None:
+    """Build the cached base rootfs once; concurrent callers wait on the lock."""
+    require_root()
+    with locked("base"):
+        if base_ready() and not rebuild:
+            return
+        if rebuild and running_labs():
+            raise LabError("labs are running on the base: `labctl.py down --all` first")
+        staging = LAB_ROOT / "base-bookworm.building"
+        remove_tree(staging)  # an earlier build that was cut short
+        DEBOOTSTRAP_CACHE.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        log(f"building base rootfs in {BASE_DIR} (about a minute)")
+        try:
+            run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(BASE_PACKAGES)}",
+                    f"--cache-dir={DEBOOTSTRAP_CACHE}",
+                    "bookworm",
+                    str(staging),
+                    MIRROR,
+                ]
+            )
+            configure_base(staging)
+        except BaseException:
+            remove_tree(staging)
+            raise
+        (staging / BASE_STAMP).write_text(
+            json.dumps({"built_at": time.time(), "packages": list(BASE_PACKAGES)}) + "\n"
+        )
+        remove_tree(BASE_DIR)
+        staging.rename(BASE_DIR)
+        log(f"base rootfs ready in {time.monotonic() - started:.0f} s")
+
+
+# --------------------------------------------------------------------------- state
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("labctl.py must run as root (it creates bridges, NAT rules and containers)")
+
+
+def lab_run_dir(lab: str) -> Path:
+    return RUN_DIR / lab
+
+
+def load_state(lab: str) -> dict[str, Any] | None:
+    path = lab_run_dir(lab) / "state.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def save_state(state: dict[str, Any]) -> None:
+    path = lab_run_dir(state["lab"]) / "state.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.rename(path)
+
+
+def all_states() -> list[dict[str, Any]]:
+    if not RUN_DIR.is_dir():
+        return []
+    states = []
+    for entry in sorted(RUN_DIR.iterdir()):
+        state = load_state(entry.name)
+        if state is not None:
+            states.append(state)
+    return states
+
+
+def running_labs() -> list[str]:
+    return [state["lab"] for state in all_states()]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def process_start_time(pid: int) -> str | None:
+    """Start time of a pid (clock ticks since boot), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so split after it.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def host_alive(host: dict[str, Any]) -> bool:
+    pid = host.get("pid")
+    if not pid:
+        return False
+    return process_start_time(pid) == host.get("pid_start")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid (the container's init and all it runs)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists()]
+    return alive
+
+
+# --------------------------------------------------------------------------- network
+
+
+def taken_networks() -> list[ipaddress.IPv4Network]:
+    """Networks already addressed or routed on this machine."""
+    networks: list[ipaddress.IPv4Network] = []
+    for entry in json.loads(run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]"):
+        for info in entry.get("addr_info", []):
+            networks.append(
+                ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
+            )
+    for route in json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]"):
+        dst = route.get("dst", "")
+        if dst in ("default", "") or route.get("type") in ("local", "broadcast"):
+            continue
+        with contextlib.suppress(ValueError):
+            networks.append(ipaddress.IPv4Network(dst, strict=False))
+    return networks
+
+
+def iptables_rules(state: dict[str, Any]) -> list[list[str]]:
+    """The rules a lab adds: NAT out for apt, and forwarding to and from its bridge."""
+    bridge = state["bridge"]
+    subnet = state["subnet"]
+    comment = ["-m", "comment", "--comment", f"{IPT_COMMENT_PREFIX}{state['lab']}"]
+    return [
+        ["-t", "nat", "POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE", *comment],
+        ["-t", "filter", "FORWARD", "-i", bridge, "-j", "ACCEPT", *comment],
+        ["-t", "filter", "FORWARD", "-o", bridge, "-j", "ACCEPT", *comment],
+    ]
+
+
+def iptables(action: str, rule: list[str]) -> bool:
+    table_args, chain, spec = rule[:2], rule[2], rule[3:]
+    cmd = ["iptables", "-w", *table_args, action, chain, *spec]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - fixed argv
+    if action != "-C" and result.returncode != 0:
+        raise LabError(f"iptables failed: {' '.join(cmd)}: {result.stderr.strip()}")
+    return result.returncode == 0
+
+
+def link_exists(name: str) -> bool:
+    return Path(f"/sys/class/net/{name}").exists()
+
+
+def setup_network(state: dict[str, Any]) -> None:
+    bridge = state["bridge"]
+    if not link_exists(bridge):
+        run(["ip", "link", "add", bridge, "type", "bridge"])
+    gateway = f"{gateway_address(state['index'])}/24"
+    addrs = run(["ip", "-j", "-4", "addr", "show", "dev", bridge]).stdout
+    if gateway.split("/")[0] not in addrs:
+        run(["ip", "addr", "add", gateway, "dev", bridge])
+    run(["ip", "link", "set", bridge, "up"])
+    enable_forwarding()
+    for rule in iptables_rules(state):
+        if not iptables("-C", rule):
+            iptables("-A", rule)
+
+
+def teardown_network(state: dict[str, Any]) -> None:
+    for rule in iptables_rules(state):
+        while iptables("-C", rule):
+            iptables("-D", rule)
+    if link_exists(state["bridge"]):
+        run(["ip", "link", "del", state["bridge"]])
+
+
+def enable_forwarding() -> None:
+    """Turn on IPv4 forwarding for NAT, remembering the old value for the last `down`."""
+    knob = Path("/proc/sys/net/ipv4/ip_forward")
+    current = knob.read_text().strip()
+    if current != "1":
+        if not FORWARD_SAVED.exists():
+            FORWARD_SAVED.write_text(current + "\n")
+        knob.write_text("1\n")
+
+
+def restore_forwarding() -> None:
+    if FORWARD_SAVED.exists():
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(FORWARD_SAVED.read_text())
+        FORWARD_SAVED.unlink()
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+def ensure_key(state_dir: Path) -> Path:
+    key = state_dir / KEY_NAME
+    if not key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "llmops-lab", "-f", str(key)])
+    return key
+
+
+def base_ids(name: str) -> tuple[int, int]:
+    """uid and gid of a user inside the base image."""
+    for line in (BASE_DIR / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2]), int(fields[3])
+    raise LabError(f"user {name!r} missing from the base image: run `labctl.py base --rebuild`")
+
+
+def seed_upper(
+    upper: Path,
+    state: dict[str, Any],
+    host: dict[str, Any],
+    specs: list[HostSpec],
+    public_key: str,
+) -> None:
+    """Files a host starts with on top of the shared base (first boot only)."""
+    upper.mkdir(parents=True)
+    upper.chmod(0o755)  # the upper dir's mode becomes the mode of / in the host
+    etc = upper / "etc"
+    (etc / "systemd/network").mkdir(parents=True)
+    (etc / "ssh").mkdir()
+    (etc / "hostname").write_text(host["name"] + "\n")
+    (etc / "machine-id").write_text(host["machine_id"] + "\n")
+    addresses = [ipaddress.IPv4Address(h["address"]) for h in state["hosts"]]
+    (etc / "hosts").write_text(render_etc_hosts(specs, addresses))
+    (etc / "resolv.conf").write_text(Path("/etc/resolv.conf").read_text())
+    (etc / "systemd/network/80-container-host0.network").write_text(
+        render_network_unit(ipaddress.IPv4Address(host["address"]), state["index"])
+    )
+    run(["ssh-keygen", "-A", "-f", str(upper)])
+    uid, gid = base_ids(LAB_USER)
+    ssh_dir = upper / "home" / LAB_USER / ".ssh"
+    ssh_dir.mkdir(parents=True)
+    (upper / "home").chmod(0o755)
+    (upper / "home" / LAB_USER).chmod(0o755)
+    os.chown(upper / "home" / LAB_USER, uid, gid)
+    ssh_dir.chmod(0o700)
+    os.chown(ssh_dir, uid, gid)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(public_key)
+    keys.chmod(0o600)
+    os.chown(keys, uid, gid)
+
+
+def nspawn_command(state: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    upper = Path(host["upper"])
+    return [
+        "systemd-nspawn",
+        "--quiet",
+        "--boot",
+        "--register=no",  # the build machine's PID 1 is not systemd
+        "--keep-unit",
+        f"--machine={host['machine']}",
+        f"--hostname={host['name']}",
+        f"--uuid={host['machine_id']}",
+        f"--directory={BASE_DIR}",
+        f"--overlay={BASE_DIR}:{upper}:/",
+        f"--network-bridge={state['bridge']}",
+        f"--bind={host['apt_cache']}:/var/cache/apt/archives",
+        "--resolv-conf=off",  # the upper dir holds a copy of the build machine's resolver
+        "--timezone=off",
+        "--link-journal=no",  # keep the host's journal out of the build machine's /var/log
+        "--console=read-only",
+    ]
+
+
+def start_host(state: dict[str, Any], host: dict[str, Any]) -> None:
+    logfile = Path(host["log"])
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with logfile.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            nspawn_command(state, host),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives labctl and its terminal
+        )
+    host["pid"] = proc.pid
+    host["pid_start"] = process_start_time(proc.pid)
+
+
+def ssh_ready(host: dict[str, Any], key: Path) -> bool:
+    """True once the host accepts our key for LAB_USER and sudo works without a password."""
+    try:
+        with socket.create_connection((host["address"], 22), timeout=1):
+            pass
+    except OSError:
+        return False
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=3",
+            "-o", "LogLevel=ERROR",
+            f"{LAB_USER}@{host['address']}",
+            "sudo", "-n", "true",
+        ],
+        capture_output=True,
+        check=False,
+        timeout=15,
+    )
+    return result.returncode == 0
+
+
+def wait_for_ssh(host: dict[str, Any], key: Path) -> None:
+    deadline = time.monotonic() + SSH_TIMEOUT
+    while time.monotonic() < deadline:
+        if not host_alive(host):
+            raise LabError(
+                f"host {host['name']} exited while booting; log {host['log']}:\n"
+                + tail(Path(host["log"]))
+            )
+        if ssh_ready(host, key):
+            return
+        time.sleep(0.3)
+    raise LabError(
+        f"host {host['name']} did not answer SSH within {SSH_TIMEOUT:.0f} s; log {host['log']}:\n"
+        + tail(Path(host["log"]))
+    )
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def stop_hosts(state: dict[str, Any]) -> None:
+    """Power off every host (SIGTERM asks nspawn for a clean shutdown), then kill leftovers."""
+    leaders: list[int] = []
+    for host in state["hosts"]:
+        if host_alive(host):
+            leaders.append(host["pid"])
+    tree = {pid: descendants(pid) for pid in leaders}
+    for pid in leaders:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    left = wait_gone(leaders, STOP_TIMEOUT)
+    everything = left + [child for pid in leaders for child in tree[pid]]
+    for pid in everything:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    still = wait_gone(everything, 5)
+    if still:
+        raise LabError(f"processes {still} of lab {state['lab']} would not die")
+
+
+def unmount_below(path: Path) -> None:
+    """Unmount anything left mounted under path (nspawn mounts in its own namespace,
+    so this only matters after a crash), deepest first, before files are removed."""
+    prefix = str(path.resolve()) + "/"
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4].replace("\\040", " ")
+        if target.startswith(prefix) or target == prefix.rstrip("/"):
+            mounts.append(target)
+    for target in sorted(mounts, key=len, reverse=True):
+        run(["umount", "--lazy", target])
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that first unmounts whatever is mounted below (debootstrap mounts /proc
+    in its chroot), so it never walks into a live file system."""
+    if path.exists():
+        unmount_below(path)
+        shutil.rmtree(path)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def write_state_files(state: dict[str, Any], specs: list[HostSpec]) -> Path:
+    state_dir = Path(state["state_dir"])
+    key = state_dir / KEY_NAME
+    addresses = [ipaddress.IPv4Address(h["address"]) for h in state["hosts"]]
+    inventory = state_dir / "inventory.yml"
+    inventory.write_text(render_inventory(specs, addresses, str(key)))
+    (state_dir / "instance_config.yml").write_text(
+        render_instance_config(specs, addresses, str(key))
+    )
+    return inventory
+
+
+def specs_of(state: dict[str, Any]) -> list[HostSpec]:
+    return [HostSpec(h["name"], tuple(h["groups"])) for h in state["hosts"]]
+
+
+def new_state(lab: str, specs: list[HostSpec], state_dir: Path) -> dict[str, Any]:
+    used = [state["index"] for state in all_states()]
+    index = allocate_index(used, taken_networks())
+    run_dir = lab_run_dir(lab)
+    addresses = host_addresses(index, len(specs))
+    return {
+        "lab": lab,
+        "index": index,
+        "subnet": str(lab_network(index)),
+        "bridge": bridge_name(index),
+        "state_dir": str(state_dir),
+        "created_at": time.time(),
+        "hosts": [
+            {
+                "name": spec.name,
+                "groups": list(spec.groups),
+                "address": str(address),
+                "machine": f"lab{index}-{spec.name}",
+                "machine_id": uuid.uuid4().hex,
+                "upper": str(run_dir / "hosts" / spec.name / "upper"),
+                "log": str(run_dir / "logs" / f"{spec.name}.log"),
+                "apt_cache": str(APT_CACHE_DIR / lab / spec.name),
+                "pid": None,
+                "pid_start": None,
+            }
+            for spec, address in zip(specs, addresses, strict=True)
+        ],
+    }
+
+
+def cmd_up(lab: str, host_args: list[str], state_dir_arg: str | None) -> None:
+    validate_lab_name(lab)
+    specs = parse_host_specs(host_args)
+    require_root()
+    state_dir = Path(state_dir_arg).resolve() if state_dir_arg else LABS_DIR / lab
+    build_base(rebuild=False)
+    with locked("labs"):
+        state = load_state(lab)
+        if state is not None:
+            if specs_of(state) != specs:
+                raise LabError(
+                    f"lab {lab} is already up with other hosts "
+                    f"({', '.join(h['name'] for h in state['hosts'])}): `labctl.py down --lab {lab}` first"
+                )
+            if Path(state["state_dir"]) != state_dir:
+                raise LabError(
+                    f"lab {lab} is already up with state dir {state['state_dir']}, not {state_dir}"
+                )
+        else:
+            state = new_state(lab, specs, state_dir)
+            save_state(state)  # recorded first, so `down` can clean up a half-built lab
+        try:
+            bring_up(state, specs)
+        except BaseException:
+            log(f"up failed: removing lab {lab}")
+            with contextlib.suppress(LabError):
+                teardown(state)
+            raise
+    print(state_dir / "inventory.yml")
+
+
+def bring_up(state: dict[str, Any], specs: list[HostSpec]) -> None:
+    state_dir = Path(state["state_dir"])
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = ensure_key(state_dir)
+    public_key = (state_dir / f"{KEY_NAME}.pub").read_text()
+    setup_network(state)
+    to_boot = [host for host in state["hosts"] if not host_alive(host)]
+    for host in to_boot:
+        upper = Path(host["upper"])
+        if not upper.exists():
+            seed_upper(upper, state, host, specs, public_key)
+        Path(host["apt_cache"]).mkdir(parents=True, exist_ok=True)
+        start_host(state, host)
+    save_state(state)
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(to_boot))) as pool:
+        for future in [pool.submit(wait_for_ssh, host, key) for host in to_boot]:
+            future.result()
+    if to_boot:
+        log(f"{len(to_boot)} host(s) answer SSH after {time.monotonic() - started:.1f} s")
+    write_state_files(state, specs)
+
+
+def teardown(state: dict[str, Any]) -> None:
+    stop_hosts(state)
+    teardown_network(state)
+    run_dir = lab_run_dir(state["lab"])
+    remove_tree(run_dir)
+    state_dir = Path(state["state_dir"])
+    for name in STATE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / name).unlink()
+    if state_dir.parent == LABS_DIR:
+        with contextlib.suppress(OSError):
+            state_dir.rmdir()
+    if not all_states():
+        restore_forwarding()
+
+
+def cmd_down(lab: str | None, everything: bool) -> None:
+    require_root()
+    if lab is not None:
+        validate_lab_name(lab)
+    with locked("labs"):
+        states = all_states() if everything else [s for s in [load_state(lab or "")] if s]
+        if not states:
+            log("nothing to stop" if everything else f"lab {lab} is not up: nothing to do")
+        for state in states:
+            teardown(state)
+            log(f"lab {state['lab']} is down")
+
+
+def cmd_list() -> None:
+    states = all_states()
+    if not states:
+        print("no labs")
+        return
+    for state in states:
+        print(f"{state['lab']}  bridge {state['bridge']}  subnet {state['subnet']}  "
+              f"state dir {state['state_dir']}")
+        for host in state["hosts"]:
+            status = "running" if host_alive(host) else "stopped"
+            groups = ",".join(host["groups"]) or "-"
+            print(f"  {host['name']:<20} {host['address']:<15} {status:<8} groups {groups}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="labctl.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    base = sub.add_parser("base", help="build the cached base rootfs")
+    base.add_argument("--rebuild", action="store_true", help="build it again from scratch")
+    up = sub.add_parser("up", help="boot a lab and write its inventory")
+    up.add_argument("--lab", required=True, help="lab name")
+    up.add_argument("--host", action="append", required=True, metavar="HOST[:group,group]")
+    up.add_argument("--state-dir", help="where to write inventory, instance config, SSH key")
+    down = sub.add_parser("down", help="stop a lab and remove everything of it")
+    which = down.add_mutually_exclusive_group(required=True)
+    which.add_argument("--lab", help="lab name")
+    which.add_argument("--all", action="store_true", help="every lab")
+    sub.add_parser("list", help="labs, hosts, addresses and state")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "base":
+            build_base(rebuild=args.rebuild)
+        elif args.command == "up":
+            cmd_up(args.lab, args.host, args.state_dir)
+        elif args.command == "down":
+            cmd_down(args.lab, args.all)
+        else:
+            cmd_list()
+    except LabError as error:
+        log(f"error: {error}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
