@@ -1,0 +1,525 @@
+"""The HTTP API (Starlette on uvicorn). create_app() is the uvicorn factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+import orjson
+import psycopg
+import yaml
+from psycopg_pool import PoolTimeout
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schema_registry import logs, metrics
+from schema_registry._version import BROKEN, __version__
+from schema_registry.cache import SchemaCache
+from schema_registry.config import COMPATIBILITY_MODES, Config, load_config
+from schema_registry.errors import ApiError
+from schema_registry.formats import FORMAT_ALIASES
+from schema_registry.migrations_runner import known_versions
+from schema_registry.registry import STATES, Registry, check_subject, parse_version, represent
+from schema_registry.store import Store, make_pool
+
+log = logging.getLogger("schema_registry.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_JSON = "application/json"
+_MAX_LIST_LIMIT = 1000
+
+
+def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=_JSON, headers=headers)
+
+
+class Observability:
+    """Request id, body limit, Prometheus metrics and the access log, as plain ASGI."""
+
+    def __init__(self, app: ASGIApp, body_limit: int, access_log: bool) -> None:
+        self.app = app
+        self.body_limit = body_limit
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                request_id = candidate if _REQUEST_ID.match(candidate) else None
+            elif name == b"content-length":
+                length = value
+        request_id = request_id or uuid.uuid4().hex
+        scope["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        limit = self.body_limit
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {limit} bytes")
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        metrics.HTTP_IN_FLIGHT.inc()
+        try:
+            if length is not None and length.isdigit() and int(length) > limit:
+                error = ApiError(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {limit} bytes")
+                await json_response(error.body(request_id), 413)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, limited_receive, send_with_id)
+        finally:
+            metrics.HTTP_IN_FLIGHT.dec()
+            route = scope.get("route")
+            path = getattr(route, "path", "<unmatched>")
+            elapsed = time.perf_counter() - started
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(method, path, str(status)).inc()
+            metrics.HTTP_DURATION.labels(method, path).observe(elapsed)
+            if self.access_log:
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "path": scope["path"],
+                        "route": path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                    },
+                )
+
+
+class Service:
+    """Everything a request handler needs, built once per worker."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pool = make_pool(
+            config.database_url, config.pool_min, config.pool_max, config.db_connect_timeout
+        )
+        self.store = Store(self.pool)
+        self.registry = Registry(self.store, config.default_compatibility)
+        self.cache = SchemaCache(config.redis_url, config.redis_ttl_seconds, config.redis_timeout)
+        self.key_names = {key.sha256: key.name for key in config.api_keys}
+        self.openapi: bytes | None = None
+
+    # --- auth -------------------------------------------------------------------------
+    def authorize(self, request: Request, write: bool) -> str | None:
+        """The API key's name; raises 401 when a key is needed and missing or wrong."""
+        if not write and not self.config.protect_reads:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401, "AUTH_REQUIRED", "this request needs an API key (Authorization: Bearer ...)"
+            )
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        found = None
+        for known, name in self.key_names.items():
+            if hmac.compare_digest(known, digest):
+                found = name
+        if found is None:
+            raise ApiError(401, "INVALID_API_KEY", "the API key is not valid")
+        return found
+
+    # --- schema lookups ---------------------------------------------------------------
+    async def schema_body(self, schema_id: str, include_deleted: bool = False) -> bytes:
+        """The JSON of a schema by id: Redis first, then PostgreSQL (which fills Redis)."""
+        if not _UUID.match(schema_id):
+            raise ApiError(400, "INVALID_ID", "schema id must be a UUID", {"id": schema_id})
+        cached = await self.cache.get(schema_id)
+        if cached is not None:
+            return cached
+        row = await self.store.get(schema_id)
+        if row is None or (row["state"] == "DELETED" and not include_deleted):
+            raise ApiError(404, "SCHEMA_NOT_FOUND", f"no schema with id {schema_id}")
+        body = orjson.dumps(represent(row))
+        if row["state"] != "DELETED":
+            await self.cache.set(schema_id, body)
+        return body
+
+    async def schema_record(self, schema_id: str) -> dict[str, Any]:
+        """A schema with its content as stored (canonical text), for validate/compare."""
+        record = orjson.loads(await self.schema_body(schema_id))
+        schema = record["schema"]
+        record["content"] = (
+            schema
+            if isinstance(schema, str)
+            else orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
+        )
+        major, minor, patch = (int(p) for p in record["version"].split("."))
+        record.update(version_major=major, version_minor=minor, version_patch=patch)
+        return record
+
+    async def update_pool_gauges(self) -> None:
+        while True:
+            stats = self.store.pool_stats()
+            metrics.DB_CONNECTIONS_ACTIVE.set(stats["active"])
+            metrics.DB_CONNECTIONS_IDLE.set(stats["idle"])
+            metrics.DB_CONNECTIONS_MAX.set(stats["max"])
+            await asyncio.sleep(5)
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    if not body:
+        raise ApiError(400, "INVALID_JSON", "request body is empty; a JSON document is needed")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "INVALID_JSON", f"request body is not valid JSON: {exc}") from exc
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def _query_int(request: Request, key: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(
+            400, "INVALID_REQUEST", f"{key} must be an integer {low}..{high}", {"field": key}
+        )
+    return int(raw)
+
+
+def _query_bool(request: Request, key: str) -> bool:
+    raw = request.query_params.get(key, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ApiError(400, "INVALID_REQUEST", f"{key} must be true or false", {"field": key})
+    return raw in ("true", "1")
+
+
+# --- endpoints --------------------------------------------------------------------------
+async def livez(request: Request) -> Response:
+    """No I/O: the floor of the stack (liveness and the benchmark's baseline)."""
+    return Response(b'{"status":"ok"}', media_type=_JSON)
+
+
+async def health(request: Request) -> Response:
+    service = _service(request)
+    database = "up"
+    try:
+        async with asyncio.timeout(2):
+            await service.store.ping()
+    except (psycopg.Error, PoolTimeout, TimeoutError):
+        database = "down"
+    redis_state = await service.cache.ping()
+    healthy = database == "up" and redis_state in ("up", "disabled")
+    return json_response(
+        {
+            "status": "healthy" if healthy else "degraded",
+            "version": __version__,
+            "components": {
+                "database": {"status": database},
+                "redis": {"status": redis_state},
+            },
+        }
+    )
+
+
+async def ready(request: Request) -> Response:
+    service = _service(request)
+    if BROKEN:
+        return json_response(
+            {
+                "status": "not_ready",
+                "version": __version__,
+                "reason": "broken build: this release is built to fail readiness",
+            },
+            503,
+        )
+    try:
+        async with asyncio.timeout(2):
+            applied = await service.store.applied_migrations()
+    except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+        return json_response(
+            {
+                "status": "not_ready",
+                "version": __version__,
+                "reason": f"database unavailable: {type(exc).__name__}",
+            },
+            503,
+        )
+    missing = [v for v in known_versions() if v not in applied]
+    if missing:
+        return json_response(
+            {
+                "status": "not_ready",
+                "version": __version__,
+                "reason": "database migrations pending: " + ", ".join(missing),
+                "pending_migrations": missing,
+            },
+            503,
+        )
+    return json_response({"status": "ready", "version": __version__})
+
+
+async def openapi(request: Request) -> Response:
+    service = _service(request)
+    if service.openapi is None:
+        text = resources.files("schema_registry").joinpath("openapi.yaml").read_text("utf-8")
+        document = yaml.safe_load(text)
+        document["info"]["version"] = __version__
+        service.openapi = orjson.dumps(document)
+    return Response(service.openapi, media_type=_JSON)
+
+
+async def register_schema(request: Request) -> Response:
+    service = _service(request)
+    actor = service.authorize(request, write=True)
+    body = await read_json(request)
+    row, created = await service.registry.register(body, actor)
+    payload = {
+        "id": str(row["id"]),
+        "subject": row["subject"],
+        "version": f"{row['version_major']}.{row['version_minor']}.{row['version_patch']}",
+        "created_at": row["created_at"].isoformat(),
+        "created": created,
+    }
+    return json_response(payload, 201 if created else 200)
+
+
+async def get_schema(request: Request) -> Response:
+    service = _service(request)
+    service.authorize(request, write=False)
+    include_deleted = _query_bool(request, "include_deleted")
+    body = await service.schema_body(request.path_params["schema_id"], include_deleted)
+    return Response(body, media_type=_JSON)
+
+
+async def list_schemas(request: Request) -> Response:
+    service = _service(request)
+    service.authorize(request, write=False)
+    limit = _query_int(request, "limit", 100, 1, _MAX_LIST_LIMIT)
+    offset = _query_int(request, "offset", 0, 0, 10**9)
+    schema_type = request.query_params.get("schema_type")
+    fmt = None
+    if schema_type is not None:
+        fmt = FORMAT_ALIASES.get(schema_type.lower())
+        if fmt is None:
+            raise ApiError(
+                400,
+                "INVALID_REQUEST",
+                "schema_type must be one of JSON, AVRO, PROTOBUF",
+                {"field": "schema_type"},
+            )
+    state = request.query_params.get("state")
+    if state is not None and state not in STATES:
+        raise ApiError(
+            400, "INVALID_REQUEST", f"state must be one of {', '.join(STATES)}", {"field": "state"}
+        )
+    prefix = request.query_params.get("subject_prefix") or None
+    rows, total = await service.store.list(limit, offset, prefix, fmt, state)
+    return json_response(
+        {
+            "schemas": [represent(r) for r in rows],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+async def delete_schema(request: Request) -> Response:
+    service = _service(request)
+    actor = service.authorize(request, write=True)
+    schema_id = request.path_params["schema_id"]
+    if not _UUID.match(schema_id):
+        raise ApiError(400, "INVALID_ID", "schema id must be a UUID", {"id": schema_id})
+    permanent = _query_bool(request, "permanent")
+    if not await service.store.delete(schema_id, permanent, actor):
+        raise ApiError(404, "SCHEMA_NOT_FOUND", f"no schema with id {schema_id}")
+    await service.cache.invalidate(schema_id)
+    return json_response({"id": schema_id, "deleted": True, "permanent": permanent})
+
+
+async def validate_data(request: Request) -> Response:
+    service = _service(request)
+    service.authorize(request, write=False)
+    record = await service.schema_record(request.path_params["schema_id"])
+    data = await read_json(request)
+    errors = service.registry.validate(record["format"], record["content"], data)
+    return json_response({"is_valid": not errors, "errors": errors})
+
+
+async def check_compatibility(request: Request) -> Response:
+    service = _service(request)
+    service.authorize(request, write=False)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_REQUEST", "body must be a JSON object")
+    for key in ("schema_id", "compared_schema_id"):
+        if not isinstance(body.get(key), str):
+            raise ApiError(400, "INVALID_REQUEST", f"{key} is required", {"field": key})
+    new = await service.schema_record(body["schema_id"])
+    old = await service.schema_record(body["compared_schema_id"])
+    mode = body.get("mode") or new["compatibility_mode"]
+    if mode not in COMPATIBILITY_MODES:
+        raise ApiError(
+            400,
+            "INVALID_REQUEST",
+            f"mode must be one of {', '.join(COMPATIBILITY_MODES)}",
+            {"field": "mode"},
+        )
+    violations = service.registry.compare(new, old, mode)
+    with contextlib.suppress(psycopg.Error, PoolTimeout):
+        await service.store.record_check(new["id"], old["id"], mode, not violations, violations)
+    return json_response({"is_compatible": not violations, "mode": mode, "violations": violations})
+
+
+async def list_subjects(request: Request) -> Response:
+    service = _service(request)
+    service.authorize(request, write=False)
+    return json_response({"subjects": await service.store.subjects()})
+
+
+async def subject_versions(request: Request) -> Response:
+    service = _service(request)
+    service.authorize(request, write=False)
+    subject = check_subject(request.path_params["subject"])
+    rows = await service.store.subject_versions(subject)
+    if not rows:
+        raise ApiError(404, "SUBJECT_NOT_FOUND", f"no subject {subject}")
+    versions = [f"{r['version_major']}.{r['version_minor']}.{r['version_patch']}" for r in rows]
+    return json_response({"subject": subject, "versions": versions})
+
+
+async def subject_version(request: Request) -> Response:
+    service = _service(request)
+    service.authorize(request, write=False)
+    subject = check_subject(request.path_params["subject"])
+    wanted = request.path_params["version"]
+    target = None if wanted == "latest" else parse_version(wanted)
+    rows = await service.store.subject_versions(subject)
+    if not rows:
+        raise ApiError(404, "SUBJECT_NOT_FOUND", f"no subject {subject}")
+    if target is None:
+        return json_response(represent(rows[-1]))
+    for row in rows:
+        if (row["version_major"], row["version_minor"], row["version_patch"]) == target:
+            return json_response(represent(row))
+    raise ApiError(404, "VERSION_NOT_FOUND", f"{subject} has no version {wanted}")
+
+
+# --- errors -----------------------------------------------------------------------------
+def _request_id(request: Request) -> str:
+    return request.scope.get("request_id", "-")
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return json_response(exc.body(_request_id(request)), exc.status, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+    error = ApiError(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+    return json_response(error.body(_request_id(request)), exc.status_code, exc.headers)
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    log.error("database unavailable: %s", exc, extra={"request_id": _request_id(request)})
+    error = ApiError(
+        503,
+        "DATABASE_UNAVAILABLE",
+        "the database is unavailable; nothing was changed, retry later",
+        {"reason": type(exc).__name__},
+    )
+    return json_response(error.body(_request_id(request)), 503, {"Retry-After": "5"})
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"request_id": _request_id(request)})
+    error = ApiError(500, "INTERNAL_ERROR", "internal error; see the log for the request id")
+    return json_response(error.body(_request_id(request)), 500)
+
+
+ROUTES = [
+    Route("/livez", livez),
+    Route("/health", health),
+    Route("/ready", ready),
+    Route("/openapi.json", openapi),
+    Route("/api/v1/schemas", register_schema, methods=["POST"]),
+    Route("/api/v1/schemas", list_schemas, methods=["GET"]),
+    Route("/api/v1/schemas/{schema_id}", get_schema, methods=["GET"]),
+    Route("/api/v1/schemas/{schema_id}", delete_schema, methods=["DELETE"]),
+    Route("/api/v1/validate/{schema_id}", validate_data, methods=["POST"]),
+    Route("/api/v1/compatibility/check", check_compatibility, methods=["POST"]),
+    Route("/api/v1/subjects", list_subjects, methods=["GET"]),
+    Route("/api/v1/subjects/{subject}/versions", subject_versions, methods=["GET"]),
+    Route("/api/v1/subjects/{subject}/versions/{version}", subject_version, methods=["GET"]),
+]
+
+
+def create_app(config: Config | None = None) -> ASGIApp:
+    config = config or load_config()
+    logs.setup(config.log_level)
+    service = Service(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # wait=False: start even while the database is down; /ready tells the truth.
+        await service.pool.open(wait=False)
+        gauges = asyncio.create_task(service.update_pool_gauges())
+        metrics.BUILD_INFO.labels(__version__, str(BROKEN).lower()).set(1)
+        log.info("worker started", extra={"version": __version__, "broken": BROKEN})
+        try:
+            yield
+        finally:
+            gauges.cancel()
+            await service.pool.close()
+            await service.cache.close()
+            log.info("worker stopped", extra={"version": __version__})
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            psycopg.OperationalError: database_error,
+            psycopg.InterfaceError: database_error,
+            PoolTimeout: database_error,
+            Exception: internal_error,
+        },
+    )
+    app.state.service = service
+    return Observability(app, config.body_limit_bytes, config.access_log)

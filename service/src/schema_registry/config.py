@@ -1,0 +1,247 @@
+"""Configuration: one YAML file plus the upstream environment overrides.
+
+Every key is checked at start; an invalid value raises ConfigError naming the key.
+Env overrides (DATABASE_URL, REDIS_URL, SERVER_PORT, METRICS_PORT) win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schema_registry.errors import ConfigError
+
+CONFIG_ENV = "SCHEMA_REGISTRY_CONFIG"
+COMPATIBILITY_MODES = (
+    "NONE",
+    "BACKWARD",
+    "FORWARD",
+    "FULL",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD_TRANSITIVE",
+    "FULL_TRANSITIVE",
+)
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Keys the file may hold, with their defaults (None: required or optional without default).
+_ALLOWED: dict[str, dict[str, Any]] = {
+    "server": {
+        "host": "0.0.0.0",  # noqa: S104 - a server binds all interfaces unless told otherwise
+        "port": 8080,
+        "workers": 2,
+        "body_limit_bytes": 10 * 1024 * 1024,
+        "graceful_timeout_seconds": 30,
+    },
+    "metrics": {"host": "0.0.0.0", "port": 9091, "multiproc_dir": None},  # noqa: S104
+    "database": {
+        "url": None,
+        "pool_min": 5,
+        "pool_max": 20,
+        "connect_timeout_seconds": 2.0,
+    },
+    "redis": {"url": None, "ttl_seconds": 3600, "timeout_seconds": 0.5},
+    "auth": {"api_keys": [], "protect_reads": False},
+    "registry": {"default_compatibility": "BACKWARD"},
+    "logging": {"level": "INFO", "access_log": True},
+}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Config:
+    server_host: str
+    server_port: int
+    workers: int
+    body_limit_bytes: int
+    graceful_timeout_seconds: int
+    metrics_host: str
+    metrics_port: int
+    metrics_multiproc_dir: str | None
+    database_url: str
+    pool_min: int
+    pool_max: int
+    db_connect_timeout: float
+    redis_url: str | None
+    redis_ttl_seconds: int
+    redis_timeout: float
+    api_keys: tuple[ApiKey, ...] = field(default_factory=tuple)
+    protect_reads: bool = False
+    default_compatibility: str = "BACKWARD"
+    log_level: str = "INFO"
+    access_log: bool = True
+
+
+def _int(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        else:
+            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{key}: must be between {low} and {high}, got {value}")
+    return value
+
+
+def _number(key: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}: must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{key}: must be between {low} and {high}, got {value}")
+    return float(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: must be true or false, got {value!r}")
+    return value
+
+
+def _url(key: str, value: Any, schemes: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or not value.startswith(tuple(s + "://" for s in schemes)):
+        allowed = ", ".join(s + "://" for s in schemes)
+        raise ConfigError(f"{key}: must be a URL starting with one of {allowed}")
+    return value
+
+
+def _api_keys(value: Any) -> tuple[ApiKey, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("auth.api_keys: must be a list of {name, sha256}")
+    keys = []
+    for index, item in enumerate(value):
+        where = f"auth.api_keys[{index}]"
+        if not isinstance(item, dict) or set(item) != {"name", "sha256"}:
+            raise ConfigError(f"{where}: must have exactly the keys name and sha256")
+        if not isinstance(item["name"], str) or not item["name"]:
+            raise ConfigError(f"{where}.name: must be a non-empty string")
+        digest = item["sha256"]
+        if not isinstance(digest, str) or not _SHA256_HEX.match(digest):
+            raise ConfigError(f"{where}.sha256: must be 64 lowercase hex characters")
+        keys.append(ApiKey(item["name"], digest))
+    return tuple(keys)
+
+
+def _merge_file(raw: Any) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("<top level>: the config file must hold a mapping")
+    merged: dict[str, dict[str, Any]] = {}
+    for section, defaults in _ALLOWED.items():
+        given = raw.get(section, {})
+        if given is None:
+            given = {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"{section}: must be a mapping")
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ConfigError(f"{section}.{unknown[0]}: unknown key")
+        merged[section] = {**defaults, **given}
+    unknown_sections = sorted(set(raw) - set(_ALLOWED))
+    if unknown_sections:
+        raise ConfigError(f"{unknown_sections[0]}: unknown section")
+    return merged
+
+
+def _apply_env(merged: dict[str, dict[str, Any]], env: dict[str, str]) -> None:
+    if env.get("DATABASE_URL"):
+        merged["database"]["url"] = env["DATABASE_URL"]
+    if env.get("REDIS_URL"):
+        merged["redis"]["url"] = env["REDIS_URL"]
+    if env.get("SERVER_PORT"):
+        merged["server"]["port"] = _int("SERVER_PORT", env["SERVER_PORT"], 1, 65535)
+    if env.get("METRICS_PORT"):
+        merged["metrics"]["port"] = _int("METRICS_PORT", env["METRICS_PORT"], 1, 65535)
+
+
+def load_config(path: str | None = None, env: dict[str, str] | None = None) -> Config:
+    """Reads the file (path, else $SCHEMA_REGISTRY_CONFIG, else none) and the env overrides."""
+    env = dict(os.environ) if env is None else env
+    path = path or env.get(CONFIG_ENV) or None
+    raw: Any = {}
+    if path:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: cannot be read ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+    merged = _merge_file(raw)
+    _apply_env(merged, env)
+    server, metrics, database = merged["server"], merged["metrics"], merged["database"]
+    redis, auth, registry, logging = (
+        merged["redis"],
+        merged["auth"],
+        merged["registry"],
+        merged["logging"],
+    )
+    if database["url"] is None:
+        raise ConfigError("database.url: required (or set DATABASE_URL)")
+    mode = registry["default_compatibility"]
+    if mode not in COMPATIBILITY_MODES:
+        raise ConfigError(
+            f"registry.default_compatibility: must be one of {', '.join(COMPATIBILITY_MODES)}"
+        )
+    level = logging["level"]
+    if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"logging.level: must be one of {', '.join(_LOG_LEVELS)}")
+    for key, value in (("server.host", server["host"]), ("metrics.host", metrics["host"])):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: must be a non-empty string")
+    multiproc_dir = metrics["multiproc_dir"]
+    if multiproc_dir is not None and not isinstance(multiproc_dir, str):
+        raise ConfigError("metrics.multiproc_dir: must be a path")
+    pool_min = _int("database.pool_min", database["pool_min"], 1, 500)
+    pool_max = _int("database.pool_max", database["pool_max"], 1, 500)
+    if pool_max < pool_min:
+        raise ConfigError("database.pool_max: must be >= database.pool_min")
+    config = Config(
+        server_host=server["host"],
+        server_port=_int("server.port", server["port"], 1, 65535),
+        workers=_int("server.workers", server["workers"], 1, 64),
+        body_limit_bytes=_int("server.body_limit_bytes", server["body_limit_bytes"], 1024, 2**31),
+        graceful_timeout_seconds=_int(
+            "server.graceful_timeout_seconds", server["graceful_timeout_seconds"], 1, 3600
+        ),
+        metrics_host=metrics["host"],
+        metrics_port=_int("metrics.port", metrics["port"], 1, 65535),
+        metrics_multiproc_dir=multiproc_dir,
+        database_url=_url("database.url", database["url"], ("postgresql", "postgres")),
+        pool_min=pool_min,
+        pool_max=pool_max,
+        db_connect_timeout=_number(
+            "database.connect_timeout_seconds", database["connect_timeout_seconds"], 0.1, 60
+        ),
+        redis_url=(
+            None
+            if redis["url"] is None
+            else _url("redis.url", redis["url"], ("redis", "rediss", "unix"))
+        ),
+        redis_ttl_seconds=_int("redis.ttl_seconds", redis["ttl_seconds"], 1, 86400 * 30),
+        redis_timeout=_number("redis.timeout_seconds", redis["timeout_seconds"], 0.01, 30),
+        api_keys=_api_keys(auth["api_keys"]),
+        protect_reads=_bool("auth.protect_reads", auth["protect_reads"]),
+        default_compatibility=mode,
+        log_level=level.upper(),
+        access_log=_bool("logging.access_log", logging["access_log"]),
+    )
+    if config.server_port == config.metrics_port:
+        raise ConfigError("metrics.port: must differ from server.port")
+    return config
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL with any password replaced, for logs and check-config output."""
+    if url is None:
+        return None
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -1,0 +1,1 @@
+"""SQL migrations shipped with the release, applied only by `schema-registry migrate`."""
