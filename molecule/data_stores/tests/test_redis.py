@@ -51,7 +51,12 @@ def test_registry_user_reads_and_writes_schema_keys(host, addresses, secrets):
 
 def test_registry_user_cannot_touch_other_keys_or_flush(host, addresses, secrets):
     pw = secrets["redis_registry_password"]
-    for command in (("SET", "other:x", "1"), ("FLUSHALL",), ("KEYS", "'*'"), ("CONFIG", "GET", "'*'")):
+    for command in (
+        ("SET", "other:x", "1"),
+        ("FLUSHALL",),
+        ("KEYS", "'*'"),
+        ("CONFIG", "GET", "'*'"),
+    ):
         result = redis(host, addresses["db1"], *command, user="registry", password=pw)
         assert "NOPERM" in result.stdout + result.stderr, command
 
