@@ -69,10 +69,31 @@ def parse(content: str) -> ParsedAvro:
         document = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise InvalidSchemaError(f"schema is not valid JSON: {exc}") from exc
+    _require_fields(document)
     try:
         return ParsedAvro(parse_schema(document, _write_hint=False))
     except (SchemaParseException, UnknownType, ValueError, TypeError, KeyError) as exc:
         raise InvalidSchemaError(f"invalid Avro schema: {exc}") from exc
+
+
+def _require_fields(schema: Any) -> None:
+    """fastavro fills in a missing "fields" list; the Avro spec requires one."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _require_fields(branch)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "error"):
+            fields = schema.get("fields")
+            if not isinstance(fields, list):
+                raise InvalidSchemaError(
+                    f"invalid Avro schema: record {schema.get('name')!r} needs a list of fields"
+                )
+            for field in fields:
+                if isinstance(field, dict):
+                    _require_fields(field.get("type"))
+        for key in ("items", "values", "type"):
+            if isinstance(schema.get(key), dict | list):
+                _require_fields(schema[key])
 
 
 def canonical(content: str) -> str:
