@@ -1,0 +1,424 @@
+#!/usr/bin/python
+"""Ansible module: measure LLM serving latency (TTFT, ITL, TPOT, e2e) and publish it."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: llm_latency_benchmark
+short_description: Benchmark the streaming latency of an LLM serving endpoint
+version_added: "0.1.0"
+description:
+  - Sends streaming requests to an OpenAI-compatible (chat completions, completions) or
+    Anthropic messages endpoint from the target host and measures, per request, time
+    to first token (TTFT), every inter-token latency (ITL), time per output token
+    (TPOT), end-to-end latency, token counts and their source, finish reason and error
+    type; and the client's own scheduling lag, so a client bottleneck is visible.
+  - "Definitions: TTFT is request sent to the first chunk carrying generated content (a
+    role-only chunk does not count); ITL are the gaps between content chunks; TPOT is
+    (e2e - TTFT) / (output tokens - 1); e2e is request sent to the last content chunk.
+    Output tokens come from the server's usage (requested with
+    C(stream_options.include_usage)); without usage they are estimated from the text
+    (4 characters a token) and marked approximate. A stream that ends without a finish
+    reason is an C(incomplete_stream) error."
+  - Load is a fixed concurrency, a constant rate or a Poisson rate, for a number of
+    requests or a duration, after unmeasured warm-up requests. The run is spread over
+    worker processes when it needs more than one CPU. Every request has a timeout and
+    the run as a whole never outlives I(max_run_s).
+  - Results can be written as JSON, CSV and a self-contained HTML report, and as
+    Prometheus metrics (names and buckets of the llm-latency-overview dashboard) pushed
+    to a Pushgateway or written for node_exporter's textfile collector.
+  - Several hosts can run the same benchmark at once; a second call with I(merge) (run
+    once) merges their raw samples and computes percentiles from the merged data.
+  - The engine needs only the Python 3.11 standard library on the target.
+author:
+  - llmops maintainers
+attributes:
+  check_mode:
+    support: full
+    details: Sends nothing, writes nothing and returns the plan of the run.
+  diff_mode:
+    support: none
+    details: The result files are new for every run; there is nothing to compare.
+options:
+  api:
+    description: Which streaming API the endpoint speaks.
+    type: str
+    choices: [openai_chat, openai_completions, anthropic_messages]
+    default: openai_chat
+  base_url:
+    description:
+      - Base URL as the vendors' SDKs take it. For the OpenAI APIs it includes C(/v1)
+        (C(http://host:8000/v1)); for Anthropic it does not (C(https://api.anthropic.com)).
+      - Required unless I(merge) is given.
+    type: str
+  endpoint_path:
+    description: Path appended to I(base_url); defaults to the API's usual path.
+    type: str
+  model:
+    description: Model name sent in the request body. Required unless I(merge) is given.
+    type: str
+  api_key:
+    description: API key (Bearer token, or C(x-api-key) for Anthropic). Never logged.
+    type: str
+  headers:
+    description: Extra request headers. Hidden from logs, as they often carry tokens.
+    type: dict
+    default: {}
+  extra_body:
+    description: Extra request body fields passed through, e.g. C(min_tokens), C(ignore_eos).
+    type: dict
+    default: {}
+  validate_certs:
+    description: Verify the server's TLS certificate.
+    type: bool
+    default: true
+  ca_file:
+    description: CA bundle to verify the server with.
+    type: path
+  include_usage:
+    description: Ask OpenAI-compatible servers for usage (exact token counts) in the stream.
+    type: bool
+    default: true
+  prompts:
+    description: Prompts to cycle through. Exactly one of I(prompts), I(prompts_file),
+      I(synthetic_prompt_tokens).
+    type: list
+    elements: str
+  prompts_file:
+    description: JSONL file on the target; each line a string or an object with C(prompt).
+    type: path
+  synthetic_prompt_tokens:
+    description: Generate distinct prompts of about this many tokens.
+    type: int
+  max_tokens:
+    description: Output token limit per request.
+    type: int
+    default: 128
+  mode:
+    description: Load model.
+    type: str
+    choices: [concurrency, constant, poisson]
+    default: concurrency
+  concurrency:
+    description: Requests in flight at once (mode C(concurrency)).
+    type: int
+    default: 1
+  rate:
+    description: Requests per second (modes C(constant) and C(poisson)).
+    type: float
+  num_requests:
+    description: Measured requests. Exactly one of I(num_requests) and I(duration_s).
+    type: int
+  duration_s:
+    description: Send measured requests for this many seconds.
+    type: float
+  warmup_requests:
+    description: Unmeasured requests sent first (they also open the connections).
+    type: int
+    default: 0
+  request_timeout_s:
+    description: Deadline of one request, from its start to the end of its stream.
+    type: float
+    default: 60
+  max_run_s:
+    description: Deadline of the measured phase; requests still running then are
+      stopped and reported as C(deadline) errors. Default is I(duration_s) plus
+      I(request_timeout_s) plus 5 seconds, or 600 seconds.
+    type: float
+  workers:
+    description: Worker processes; C(0) picks one per 32 streams (or 50 req/s), at most
+      one per CPU.
+    type: int
+    default: 0
+  seed:
+    description: Seed of synthetic prompts and Poisson arrival times.
+    type: int
+    default: 0
+  goodput:
+    description: Limits a request must meet to count for goodput, keys C(ttft_s),
+      C(tpot_s), C(e2e_s) (seconds).
+    type: dict
+    default: {}
+  provider:
+    description: Value of the C(provider) label of the metrics.
+    type: str
+    default: openai
+  endpoint:
+    description: Name of this endpoint; the C(endpoint) label of the metrics and part of
+      the file names.
+    type: str
+    default: default
+  output_dir:
+    description: Write C(<name>.json), C(<name>.csv) and C(<name>.html) here (created if needed).
+    type: path
+  output_name:
+    description: File name stem of the result files.
+    type: str
+  pushgateway_url:
+    description: Push the metrics to this Pushgateway (C(http://host:9091)).
+    type: str
+  pushgateway_job:
+    description: Pushgateway job name.
+    type: str
+    default: llm_benchmark
+  pushgateway_instance:
+    description: Pushgateway C(instance) grouping label; default the host name(s).
+    type: str
+  textfile_path:
+    description: Write the metrics atomically to this C(.prom) file for node_exporter.
+    type: path
+  state_file:
+    description: Keep counters and histograms cumulative across runs in this file, so
+      C(rate()) over the pushed series works like over any exporter's.
+    type: path
+  return_samples:
+    description: Return the raw per-request samples (needed by a later I(merge)).
+    type: bool
+    default: false
+  merge:
+    description:
+      - Results registered from this module on several hosts (each run with
+        I(return_samples=true)). The module sends nothing; it merges the raw samples,
+        computes the summary from them and writes the outputs. Run it once.
+    type: list
+    elements: dict
+  fail_on_error_rate:
+    description: Fail the task when the share of failed requests is above this (0-1).
+    type: float
+notes:
+  - Latency statistics describe successful requests; failures are counted by type
+    (C(http_<status>), C(timeout), C(connection), C(tls), C(incomplete_stream),
+    C(malformed_chunk), C(malformed_response), C(stream_error), C(deadline)).
+  - Timings use the monotonic clock only; wall-clock time is kept for display.
+"""
+
+EXAMPLES = r"""
+- name: Measure a vLLM endpoint at 64 concurrent streams
+  llmops.registry.llm_latency_benchmark:
+    base_url: http://10.0.0.5:8000/v1
+    model: meta-llama/Llama-3.1-8B-Instruct
+    api_key: "{{ vault_llm_api_key }}"
+    synthetic_prompt_tokens: 512
+    max_tokens: 128
+    extra_body:
+      min_tokens: 128
+      ignore_eos: true
+    concurrency: 64
+    num_requests: 640
+    warmup_requests: 64
+    goodput:
+      ttft_s: 0.5
+      tpot_s: 0.05
+    output_dir: /var/lib/llm-bench/results
+    pushgateway_url: http://monitor-1:9091
+    provider: vllm
+    endpoint: gpu-east
+  register: bench
+
+- name: Constant rate for two minutes against Anthropic
+  llmops.registry.llm_latency_benchmark:
+    api: anthropic_messages
+    base_url: https://api.anthropic.com
+    model: claude-3-5-haiku-latest
+    api_key: "{{ vault_anthropic_key }}"
+    prompts_file: /etc/llm-bench/prompts.jsonl
+    mode: constant
+    rate: 2
+    duration_s: 120
+    provider: anthropic
+
+- name: Every bench host runs its share, raw samples returned
+  llmops.registry.llm_latency_benchmark:
+    base_url: "{{ llm_url }}"
+    model: "{{ llm_model }}"
+    synthetic_prompt_tokens: 256
+    concurrency: 32
+    duration_s: 60
+    return_samples: true
+  register: part
+
+- name: Merge the hosts' samples once and publish
+  llmops.registry.llm_latency_benchmark:
+    merge: "{{ ansible_play_hosts | map('extract', hostvars, 'part') | list }}"
+    pushgateway_url: http://monitor-1:9091
+    output_dir: /var/lib/llm-bench/results
+  run_once: true
+"""
+
+RETURN = r"""
+summary:
+  description: Request counts, errors by type, distributions (count, mean, min, max, std,
+    p50, p90, p95, p99, p99_9) of ttft_s, itl_s, tpot_s, e2e_s and scheduling_lag_s,
+    throughput, token totals and whether they are approximate, achieved send rate, goodput.
+  returned: success, not in check mode
+  type: dict
+  sample:
+    requests: 640
+    succeeded: 638
+    errors_by_type: {timeout: 2}
+    ttft_s: {count: 638, p50: 0.21, p99: 0.48}
+plan:
+  description: What the run does (mode, planned requests, workers, deadlines).
+  returned: always except with merge
+  type: dict
+  sample: {mode: concurrency, planned_requests: 640, workers: 2, run_deadline_s: 600}
+published:
+  description: Paths of the result files, the textfile and the Pushgateway group URL.
+  returned: success
+  type: dict
+  sample: {files: {json: /var/lib/llm-bench/results/r.json}, pushgateway: http://m:9091/metrics/job/llm_benchmark/instance/b1}
+run:
+  description: Raw run with per-request samples (send time, lag, TTFT, every ITL, e2e,
+    tokens and source, finish reason, error type).
+  returned: when return_samples is true
+  type: dict
+settings:
+  description: The settings used, API key and header values hidden.
+  returned: success
+  type: dict
+host:
+  description: Host name(s) the samples come from.
+  returned: success
+  type: str
+"""
+
+# Ansible modules keep their imports after the documentation strings.
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.llmops.registry.plugins.module_utils.llm_bench import (  # noqa: E402
+    config as config_mod,
+)
+from ansible_collections.llmops.registry.plugins.module_utils.llm_bench import (  # noqa: E402
+    engine,
+    runner,
+    stats,
+)
+
+OUTPUT_KEYS = tuple(engine.OUTPUT_DEFAULTS)
+ARGUMENT_SPEC = {
+    "api": {"type": "str", "default": "openai_chat", "choices": list(config_mod.APIS)},
+    "base_url": {"type": "str"},
+    "endpoint_path": {"type": "str"},
+    "model": {"type": "str"},
+    "api_key": {"type": "str", "no_log": True},
+    "headers": {"type": "dict", "default": {}, "no_log": True},
+    "extra_body": {"type": "dict", "default": {}},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_file": {"type": "path"},
+    "include_usage": {"type": "bool", "default": True},
+    "prompts": {"type": "list", "elements": "str"},
+    "prompts_file": {"type": "path"},
+    "synthetic_prompt_tokens": {"type": "int"},
+    "max_tokens": {"type": "int", "default": 128},
+    "mode": {"type": "str", "default": "concurrency", "choices": list(config_mod.MODES)},
+    "concurrency": {"type": "int", "default": 1},
+    "rate": {"type": "float"},
+    "num_requests": {"type": "int"},
+    "duration_s": {"type": "float"},
+    "warmup_requests": {"type": "int", "default": 0},
+    "request_timeout_s": {"type": "float", "default": 60.0},
+    "max_run_s": {"type": "float"},
+    "workers": {"type": "int", "default": 0},
+    "seed": {"type": "int", "default": 0},
+    "goodput": {"type": "dict", "default": {}},
+    "provider": {"type": "str", "default": "openai"},
+    "endpoint": {"type": "str", "default": "default"},
+    "output_dir": {"type": "path"},
+    "output_name": {"type": "str"},
+    "pushgateway_url": {"type": "str"},
+    "pushgateway_job": {"type": "str", "default": "llm_benchmark"},
+    "pushgateway_instance": {"type": "str"},
+    "textfile_path": {"type": "path"},
+    "state_file": {"type": "path"},
+    "return_samples": {"type": "bool", "default": False},
+    "merge": {"type": "list", "elements": "dict"},
+    "fail_on_error_rate": {"type": "float"},
+}
+NOT_ENGINE = {"return_samples", "merge", "fail_on_error_rate", *OUTPUT_KEYS}
+
+
+def _error_rate_check(module: AnsibleModule, summary: dict, result: dict) -> None:
+    limit = module.params["fail_on_error_rate"]
+    if limit is None or not summary["requests"]:
+        return
+    rate = summary["failed"] / summary["requests"]
+    if rate > limit:
+        module.fail_json(msg=f"error rate {rate:.1%} is above fail_on_error_rate "
+                             f"{limit:.1%}: {summary['errors_by_type']}", **result)
+
+
+def _merge(module: AnsibleModule, outputs: dict) -> None:
+    parts = module.params["merge"]
+    runs, settings = [], None
+    for number, part in enumerate(parts):
+        if "run" not in part or "settings" not in part:
+            module.fail_json(msg=f"merge item {number} has no 'run'/'settings': register "
+                                 "the per-host task and run it with return_samples: true")
+        runs.append(part["run"])
+        settings = settings or part["settings"]
+    try:
+        merged = stats.merge(runs)
+    except ValueError as exc:
+        module.fail_json(msg=f"cannot merge: {exc}")
+    # the settings come from our own per-host results (keys already hidden)
+    cfg = {**config_mod.DEFAULTS, **{k: v for k, v in settings.items()
+                                    if k in config_mod.DEFAULTS}}
+    if module.check_mode:
+        summary = stats.summarize(merged, cfg["goodput"])
+        module.exit_json(changed=False, summary=summary, published={}, host=merged["host"])
+    try:
+        done = engine.publish(merged, cfg, outputs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        module.fail_json(msg=f"merged results could not be published: {exc}")
+    result = {"changed": bool(done["published"]), "summary": done["summary"],
+              "published": done["published"], "host": merged["host"],
+              "settings": config_mod.public(cfg)}
+    if module.params["return_samples"]:
+        result["run"] = merged
+    _error_rate_check(module, done["summary"], result)
+    module.exit_json(**result)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           mutually_exclusive=[("prompts", "prompts_file",
+                                                "synthetic_prompt_tokens"),
+                                               ("num_requests", "duration_s")])
+    params = module.params
+    try:
+        outputs = engine.check_outputs({k: params[k] for k in OUTPUT_KEYS})
+    except config_mod.ConfigError as exc:
+        module.fail_json(msg=str(exc))
+    if params["merge"] is not None:
+        _merge(module, outputs)
+        return
+    raw = {k: v for k, v in params.items() if k not in NOT_ENGINE}
+    try:
+        cfg = config_mod.validate(raw)
+        plan = runner.plan(cfg)
+    except config_mod.ConfigError as exc:
+        module.fail_json(msg=str(exc))
+    if module.check_mode:
+        module.exit_json(changed=False, plan=plan, settings=config_mod.public(cfg))
+    try:
+        run = runner.run(cfg)
+    except config_mod.ConfigError as exc:
+        module.fail_json(msg=str(exc), plan=plan)
+    except (OSError, RuntimeError) as exc:
+        module.fail_json(msg=f"benchmark failed: {exc}", plan=plan)
+    try:
+        done = engine.publish(run, cfg, outputs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        module.fail_json(msg=f"results could not be published: {exc}", plan=plan,
+                         summary=stats.summarize(run, cfg["goodput"]))
+    result = {"changed": bool(done["published"]), "plan": plan, "summary": done["summary"],
+              "published": done["published"], "host": run["host"],
+              "settings": config_mod.public(cfg)}
+    if params["return_samples"]:
+        result["run"] = run
+    _error_rate_check(module, done["summary"], result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
