@@ -103,7 +103,7 @@ def perform_release(
             new_active = version if switch else active
             new_previous = active if switched else tree.previous(active)
             keep_always = {v for v in (new_active, new_previous) if v} | protected | {version}
-            pruned = tree.plan_prune(keep_releases, keep_always)
+            pruned = tree.plan_prune(keep_releases, keep_always, adding=version)
             releases = [v for v in tree.complete_versions() if v not in pruned]
             if installed:
                 releases.append(version)

@@ -360,12 +360,15 @@ class ReleaseTree:
             data["rolled_back_at"] = value
         self._write_json(path, data)
 
-    def plan_prune(self, keep: int, keep_always: set[str]) -> list[str]:
+    def plan_prune(self, keep: int, keep_always: set[str], adding: str | None = None) -> list[str]:
         """Releases prune() deletes: every unfinished one, then the oldest complete ones
         beyond ``keep``. Rolled-back (failed) releases go first and take no slot.
-        Nothing in ``keep_always`` is ever selected."""
-        doomed = [v for v in self.unfinished_versions() if v not in keep_always]
+        Nothing in ``keep_always`` is ever selected. ``adding`` counts a release about
+        to be installed (check mode)."""
+        doomed = [v for v in self.unfinished_versions() if v not in keep_always | {adding}]
         complete = self.complete_versions()
+        if adding and adding not in complete:
+            complete.append(adding)
         failed = [v for v in complete if v not in keep_always and self.is_rolled_back(v)]
         good = [v for v in complete if v not in failed]
         doomed += failed
@@ -379,7 +382,11 @@ class ReleaseTree:
         keep_always = {v for v in (active, self.previous(active)) if v} | protect
         doomed = self.plan_prune(keep, keep_always)
         for version in doomed:
-            shutil.rmtree(self.release_dir(version))
+            # Rename first (atomic) so an interrupted delete never leaves a half-removed
+            # folder that still looks like a complete release; dot folders are swept.
+            trash = os.path.join(self.releases_dir, f".prune-{version}-{os.getpid()}")
+            os.rename(self.release_dir(version), trash)
+            shutil.rmtree(trash)
         return doomed
 
 
