@@ -181,3 +181,52 @@ def test_a_broken_query_is_caught_by_the_promql_check(tmp_path: Path) -> None:
         ["promtool", "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode != 0
+
+
+PREFLIGHT_PLAYBOOK = """
+- name: Run the grafana role's preflight checks only
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+  tasks:
+    - name: Preflight
+      ansible.builtin.include_role:
+        name: {role}
+        tasks_from: preflight.yml
+"""
+
+
+def run_grafana_preflight(tmp_path: Path, password: str) -> subprocess.CompletedProcess:
+    playbook = tmp_path / "preflight.yml"
+    playbook.write_text(PREFLIGHT_PLAYBOOK.format(role=ROLE))
+    binary = shutil.which("ansible-playbook") or str(REPO / ".venv/bin/ansible-playbook")
+    extra = json.dumps({"grafana_admin_password": password})
+    return subprocess.run(
+        [binary, "-i", "localhost,", "-e", extra, str(playbook)],
+        cwd=REPO,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("password", ["", "admin", "grafana"])
+def test_grafana_refuses_an_empty_or_default_admin_password(tmp_path: Path, password: str) -> None:
+    result = run_grafana_preflight(tmp_path, password)
+    assert result.returncode != 0
+    assert "grafana_admin_password" in result.stdout
+
+
+def test_grafana_refuses_a_placeholder_without_printing_it(tmp_path: Path) -> None:
+    result = run_grafana_preflight(tmp_path, "CHANGE_ME_grafana_7Yq")
+    assert result.returncode != 0
+    assert "grafana_admin_password" in result.stdout
+    assert "CHANGE_ME_grafana_7Yq" not in result.stdout + result.stderr
+
+
+def test_grafana_accepts_a_real_admin_password(tmp_path: Path) -> None:
+    result = run_grafana_preflight(tmp_path, "a-real-Secret-for-the-test-81")
+    assert result.returncode == 0, result.stdout + result.stderr
