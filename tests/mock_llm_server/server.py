@@ -148,6 +148,9 @@ class _Stream:
         return events
 
 
+STATIC = {"/health": b'{"status":"ok"}',
+          "/v1/models": b'{"object":"list","data":[{"id":"mock-model","object":"model",'
+                        b'"owned_by":"mock"}]}'}
 ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
           "/v1/messages": "messages"}
 
@@ -199,8 +202,8 @@ class MockServer:
                        request: tuple[str, str, dict, bytes]) -> bool:
         method, path, headers, body = request
         api = ROUTES.get(path.split("?", 1)[0])
-        if method == "GET" and path == "/health":
-            self._send_plain(writer, 200, b'{"status":"ok"}')
+        if method == "GET" and path in STATIC:  # health, and the model list clients ask for
+            self._send_plain(writer, 200, STATIC[path])
             return True
         if method != "POST" or api is None:
             self._send_plain(writer, 404, b'{"error":"not found"}')
@@ -221,7 +224,7 @@ class MockServer:
                              b'{"error":{"message":"mock error","type":"mock"}}')
             return True
         await self._stream(writer, received, api, payload, cfg)
-        return cfg.truncate_mode != "eof" or cfg.truncate_after is None
+        return not writer.transport.is_closing()
 
     @staticmethod
     def _send_plain(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
@@ -244,35 +247,54 @@ class MockServer:
             writer.write(event)
         total = cfg.output_tokens if cfg.truncate_after is None else min(
             cfg.truncate_after, cfg.output_tokens)
+        # One timer callback per event on absolute deadlines, bytes built up front:
+        # far cheaper than a coroutine wake-up per token, so the mock stays on time
+        # with hundreds of streams.
+        transport = writer.transport
+        loop = asyncio.get_running_loop()
+        origin = loop.time() - (time.perf_counter() - received)
+        finished = loop.create_future()
+        events: list[bytes] = []
         produced = 0
-        event_index = 0
         while produced < total:
-            due = received + (cfg.ttft_ms + event_index * cfg.itl_ms) / 1000.0
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            chunk = b""
             if cfg.malformed_after is not None and produced >= cfg.malformed_after:
-                writer.write(_chunk(b"data: {not json\n\n"))
+                chunk = _chunk(b"data: {not json\n\n")
                 cfg = dataclasses.replace(cfg, malformed_after=None)
             n = min(cfg.tokens_per_chunk, total - produced)
-            writer.write(stream.content(n))
+            events.append(chunk + stream.content(n))
             produced += n
-            event_index += 1
-            if writer.transport.get_write_buffer_size() > 1 << 20:
-                await writer.drain()
-        if cfg.truncate_after is not None:
-            if cfg.truncate_mode == "done" and api != "messages":
-                writer.write(_sse("[DONE]"))
-            if cfg.truncate_mode == "eof" or api == "messages":
-                writer.close()
+        if cfg.truncate_after is None:
+            tail = b"".join(stream.closing(produced)) + _chunk(b"")
+        elif cfg.truncate_mode == "done" and api != "messages":
+            tail = _sse("[DONE]") + _chunk(b"")
+        else:
+            tail = b""  # cut: the connection closes mid-body
+
+        def emit(index: int) -> None:
+            if transport.is_closing():
+                if not finished.done():
+                    finished.set_result(None)
                 return
-            writer.write(_chunk(b""))
-            await writer.drain()
-            return
-        for event in stream.closing(produced):
-            writer.write(event)
-        writer.write(_chunk(b""))
-        await writer.drain()
+            transport.write(events[index])
+            if index == len(events) - 1:
+                finish()
+
+        def finish() -> None:
+            if tail:
+                transport.write(tail)
+            else:
+                transport.close()
+            if not finished.done():
+                finished.set_result(None)
+
+        if not events:
+            finish()
+        for index in range(len(events)):
+            loop.call_at(origin + (cfg.ttft_ms + index * cfg.itl_ms) / 1000.0, emit, index)
+        await finished
+        if not tail:
+            writer.close()
 
 
 def serve(host: str, port: int, defaults: MockConfig, workers: int = 1) -> None:

@@ -26,8 +26,8 @@ from mock_llm_server import WORD  # noqa: E402
 from mock_llm_server.process import free_port, running  # noqa: E402
 
 EARLY_S = 0.0015  # the mock's clock reads the request a little after the client sent it
-MEDIAN_SLACK_S = 0.010  # typical lateness: timer granularity plus a busy machine
-MAX_SLACK_S = 0.060  # worst single sample on a shared, loaded 2-core build machine
+MEDIAN_SLACK_S = 0.015  # typical lateness: timer granularity plus a busy machine
+MAX_SLACK_S = 0.100  # worst single sample on a shared, loaded 2-core build machine
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def bench(base_url: str, mock: dict | None = None, **settings) -> dict:
 
 
 def assert_close_above(values: list[float], configured: float) -> None:
-    """Never earlier than configured (impossible for a correct client), typically
-    within 10 ms, never more than 60 ms late."""
+    """Never earlier than configured (impossible for a correct client), the median
+    within 15 ms, no sample more than 100 ms late (a busy shared machine)."""
     ordered = sorted(values)
     assert ordered[0] >= configured - EARLY_S, ordered
     assert ordered[len(ordered) // 2] <= configured + MEDIAN_SLACK_S, ordered

@@ -27,6 +27,10 @@ class SSEDecoder:
         self._data: list[str] = []
 
     def feed(self, data: bytes) -> list[tuple[str, str]]:
+        # Fast path for the usual chunk: exactly one "data: ...\n\n" event.
+        if (not self._buffer and not self._data and data.startswith(b"data: ")
+                and data.endswith(b"\n\n") and data.count(b"\n") == 2):
+            return [("", data[6:-2].decode("utf-8", "replace"))]
         self._buffer += data
         events = []
         *lines, self._buffer = self._buffer.split(b"\n")
