@@ -66,14 +66,14 @@ def cli(*args: str, config: Path | None = None, env: dict | None = None, stdin: 
     )
 
 
-def write_config(folder: Path, database: str, redis: str | None, **overrides) -> Path:
+def write_config(folder: Path, db_url: str, redis_url: str | None, **overrides) -> Path:
     import hashlib  # noqa: PLC0415
 
     config = {
         "server": {"host": "127.0.0.1", "port": free_port(), "workers": 1},
         "metrics": {"host": "127.0.0.1", "port": free_port()},
-        "database": {"url": database, "pool_min": 1, "pool_max": 10},
-        "redis": {"url": redis, "timeout_seconds": 0.3},
+        "database": {"url": db_url, "pool_min": 1, "pool_max": 10},
+        "redis": {"url": redis_url, "timeout_seconds": 0.3},
         "auth": {
             "api_keys": [{"name": "tests", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest()}]
         },
@@ -81,7 +81,7 @@ def write_config(folder: Path, database: str, redis: str | None, **overrides) ->
     }
     for section, values in overrides.items():
         config.setdefault(section, {}).update(values)
-    if redis is None:
+    if redis_url is None:
         config.pop("redis")
     path = folder / "config.yml"
     path.write_text(yaml.safe_dump(config))

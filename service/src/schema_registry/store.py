@@ -61,10 +61,11 @@ class Store:
 
     async def applied_migrations(self) -> set[str]:
         async with self.pool.connection() as conn, timed("migrations"):
-            cur = await conn.execute(
-                "SELECT version FROM schema_migrations"
-                " WHERE to_regclass('schema_migrations') IS NOT NULL"
-            )
+            cur = await conn.execute("SELECT to_regclass('schema_migrations') AS present")
+            found = await cur.fetchone()
+            if not found or found["present"] is None:
+                return set()
+            cur = await conn.execute("SELECT version FROM schema_migrations")
             return {row["version"] for row in await cur.fetchall()}
 
     async def get(self, schema_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,56 @@
+"""SIGTERM lets in-flight requests finish; both workers serve."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from helpers import REDIS_URL, Server, auth, write_config
+
+
+def test_sigterm_finishes_in_flight_request_then_exits(migrated_db, tmp_path):
+    server = Server(write_config(tmp_path, migrated_db, REDIS_URL, server={"workers": 2}))
+    server.start()
+    try:
+        body = json.dumps(
+            {"subject": "llm.graceful.req", "schema": {"type": "object"}, "schema_type": "json"}
+        ).encode()
+        token = auth()["Authorization"]
+        head = (
+            f"POST /api/v1/schemas HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(head + body[:10])  # the request is now in flight
+            time.sleep(0.5)
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            sock.sendall(body[10:])
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 201"), response[:200]
+        assert server.process.wait(timeout=40) == 0
+    finally:
+        server.stop()
+
+
+def test_two_workers_share_the_load(migrated_db, tmp_path):
+    server = Server(write_config(tmp_path, migrated_db, REDIS_URL, server={"workers": 2}))
+    server.start()
+    try:
+        for _ in range(200):
+            with httpx.Client(base_url=server.url) as fresh:  # a new connection each time
+                assert fresh.get("/livez").status_code == 200
+        # Each worker process writes its request counters to its own file, named by pid.
+        writers = {p.stem.rsplit("_", 1)[1] for p in Path(server.multiproc).glob("counter_*.db")}
+        assert len(writers) == 2
+    finally:
+        server.stop()
