@@ -96,7 +96,7 @@ def lab_network(index: int) -> ipaddress.IPv4Network:
     """The /24 of lab number `index` inside LAB_POOL."""
     if not FIRST_INDEX <= index <= LAST_INDEX:
         raise ValueError(f"lab index {index} is outside {FIRST_INDEX}..{LAST_INDEX}")
-    return list(LAB_POOL.subnets(new_prefix=24))[index]
+    return ipaddress.IPv4Network((int(LAB_POOL.network_address) + index * 256, 24))
 
 
 def bridge_name(index: int) -> str:
@@ -232,7 +232,5 @@ def render_etc_hosts(
         "127.0.0.1\tlocalhost",
         "::1\tlocalhost ip6-localhost ip6-loopback",
     ]
-    lines.extend(
-        f"{address}\t{host.name}" for host, address in zip(hosts, addresses, strict=True)
-    )
+    lines.extend(f"{address}\t{host.name}" for host, address in zip(hosts, addresses, strict=True))
     return "\n".join(lines) + "\n"

@@ -9,8 +9,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
 
-import labcore  # noqa: E402 - the lab tool is a script folder, not a package
-from labcore import HostSpec, LabError  # noqa: E402 - see above
+import labcore
+from labcore import HostSpec, LabError
 
 KEY = "/var/lib/llmops-lab/labs/demo/id_ed25519"
 
@@ -158,16 +158,14 @@ def test_inventory_groups_hosts_and_sets_connection_and_become() -> None:
 
 def test_inventory_quotes_awkward_paths() -> None:
     hosts, addresses = _lab()
-    key = '/tmp/a dir: with "quotes"/key'
+    key = '/srv/a dir: with "quotes"/key'
     inventory = yaml.safe_load(labcore.render_inventory(hosts, addresses, key))
     assert inventory["all"]["vars"]["ansible_ssh_private_key_file"] == key
 
 
 def test_inventory_without_groups_has_no_children() -> None:
     hosts = labcore.parse_host_specs(["solo"])
-    inventory = yaml.safe_load(
-        labcore.render_inventory(hosts, labcore.host_addresses(1, 1), KEY)
-    )
+    inventory = yaml.safe_load(labcore.render_inventory(hosts, labcore.host_addresses(1, 1), KEY))
     assert "children" not in inventory["all"]
 
 
