@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import REDIS_URL, Server, cli, fresh_database, write_config  # noqa: E402
+from helpers import REDIS_URL, Server, cli, fresh_database, write_config
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import uuid
 
 import httpx
 import redis
-
 from helpers import REDIS_URL, Server, auth
 
 CHAT = {
@@ -62,8 +61,11 @@ def test_same_content_under_another_subject_is_a_new_schema(client):
 def test_incompatible_new_version_is_409_with_violations(client):
     subj = subject()
     register(client, subj, CHAT)
-    breaking = {**CHAT, "required": ["prompt", "model"],
-                "properties": {**CHAT["properties"], "model": {"type": "string"}}}
+    breaking = {
+        **CHAT,
+        "required": ["prompt", "model"],
+        "properties": {**CHAT["properties"], "model": {"type": "string"}},
+    }
     response = register(client, subj, breaking)
     assert response.status_code == 409
     error = response.json()
@@ -105,8 +107,11 @@ def test_get_by_id_returns_document_and_fills_redis(client):
     assert response.status_code == 200
     body = response.json()
     assert body["schema"] == CHAT
-    assert (body["namespace"], body["name"], body["state"]) == (subj.rsplit(".", 1)[0],
-                                                                 "chat", "ACTIVE")
+    assert (body["namespace"], body["name"], body["state"]) == (
+        subj.rsplit(".", 1)[0],
+        "chat",
+        "ACTIVE",
+    )
     assert cache.ttl(f"schema:{schema_id}") > 3500
 
 
@@ -133,8 +138,11 @@ def test_validate_json_data(client):
 
 
 def test_validate_avro_data(client):
-    schema = {"type": "record", "name": "Usage", "fields": [
-        {"name": "tokens", "type": "int"}, {"name": "model", "type": "string"}]}
+    schema = {
+        "type": "record",
+        "name": "Usage",
+        "fields": [{"name": "tokens", "type": "int"}, {"name": "model", "type": "string"}],
+    }
     schema_id = register(client, subject(), schema, "avro").json()["id"]
     ok = client.post(f"/api/v1/validate/{schema_id}", json={"tokens": 3, "model": "m"})
     assert ok.json()["is_valid"] is True
@@ -169,8 +177,7 @@ def test_lists_subjects_versions_and_latest(client):
     wider = {**CHAT, "properties": {**CHAT["properties"], "n": {"type": "integer"}}}
     latest_id = register(client, subj, wider).json()["id"]
     assert subj in client.get("/api/v1/subjects").json()["subjects"]
-    assert client.get(f"/api/v1/subjects/{subj}/versions").json()["versions"] == [
-        "1.0.0", "1.1.0"]
+    assert client.get(f"/api/v1/subjects/{subj}/versions").json()["versions"] == ["1.0.0", "1.1.0"]
     assert client.get(f"/api/v1/subjects/{subj}/versions/latest").json()["id"] == latest_id
     assert client.get(f"/api/v1/subjects/{subj}/versions/1.0.0").json()["version"] == "1.0.0"
     assert client.get(f"/api/v1/subjects/{subj}/versions/9.9.9").status_code == 404

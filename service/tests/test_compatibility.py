@@ -13,8 +13,15 @@ import pytest
 from schema_registry import compatibility
 from schema_registry.formats import avro, json_schema, protobuf
 
-MODES = ("NONE", "BACKWARD", "FORWARD", "FULL",
-         "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE")
+MODES = (
+    "NONE",
+    "BACKWARD",
+    "FORWARD",
+    "FULL",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD_TRANSITIVE",
+    "FULL_TRANSITIVE",
+)
 
 
 def expected_break(mode: str, backward: bool, forward: bool) -> bool:
@@ -49,24 +56,44 @@ JSON_CASES = {
         (obj({"m": {"enum": ["gpt"]}}), obj({"m": {"enum": ["gpt"]}, "x": S}), False, False),
     ],
     "BOUND_NARROWED": [
-        (obj({"p": {"type": "string", "maxLength": 100}}),
-         obj({"p": {"type": "string", "maxLength": 10}}), True, False),
-        (obj({"t": {"type": "integer", "minimum": 0}}),
-         obj({"t": {"type": "integer", "minimum": 0}, "u": I}), False, False),
+        (
+            obj({"p": {"type": "string", "maxLength": 100}}),
+            obj({"p": {"type": "string", "maxLength": 10}}),
+            True,
+            False,
+        ),
+        (
+            obj({"t": {"type": "integer", "minimum": 0}}),
+            obj({"t": {"type": "integer", "minimum": 0}, "u": I}),
+            False,
+            False,
+        ),
     ],
     "PATTERN_CHANGED": [
         (obj({"id": S}), obj({"id": {"type": "string", "pattern": "^[a-z]+$"}}), True, False),
-        (obj({"id": {"type": "string", "pattern": "^a"}}),
-         obj({"id": {"type": "string", "pattern": "^a"}}), False, False),
+        (
+            obj({"id": {"type": "string", "pattern": "^a"}}),
+            obj({"id": {"type": "string", "pattern": "^a"}}),
+            False,
+            False,
+        ),
     ],
     "ADDITIONAL_PROPERTIES_NARROWED": [
         (obj({"a": S}), obj({"a": S}, additionalProperties=False), True, False),
-        (obj({"a": S}, additionalProperties=False),
-         obj({"a": S}, additionalProperties=False, description="same"), False, False),
+        (
+            obj({"a": S}, additionalProperties=False),
+            obj({"a": S}, additionalProperties=False, description="same"),
+            False,
+            False,
+        ),
     ],
     "PROPERTY_REMOVED": [
-        (obj({"a": S, "b": S}, additionalProperties=False),
-         obj({"a": S}, additionalProperties=False), True, False),
+        (
+            obj({"a": S, "b": S}, additionalProperties=False),
+            obj({"a": S}, additionalProperties=False),
+            True,
+            False,
+        ),
         (obj({"a": S, "b": S}), obj({"a": S}), False, False),
     ],
     "CONST_CHANGED": [
@@ -74,10 +101,13 @@ JSON_CASES = {
         (obj({"v": {"const": 1}}), obj({"v": {"const": 1}, "w": S}), False, False),
     ],
     "UNIQUE_ITEMS_ADDED": [
-        ({"type": "array", "items": S}, {"type": "array", "items": S, "uniqueItems": True},
-         True, False),
-        ({"type": "array", "items": S}, {"type": "array", "items": S, "minItems": 0}, True,
-         False),
+        (
+            {"type": "array", "items": S},
+            {"type": "array", "items": S, "uniqueItems": True},
+            True,
+            False,
+        ),
+        ({"type": "array", "items": S}, {"type": "array", "items": S, "minItems": 0}, True, False),
     ],
     "UNION_NARROWED": [
         ({"anyOf": [S, I]}, {"anyOf": [S]}, True, False),
@@ -90,15 +120,16 @@ def _json_cases():
     for rule, cases in JSON_CASES.items():
         for index, (old, new, back, fwd) in enumerate(cases):
             for mode in MODES:
-                yield pytest.param(rule, old, new, back, fwd, mode, id=f"{rule}-{index}-{mode}")
+                yield pytest.param((rule, old, new, back, fwd), mode, id=f"{rule}-{index}-{mode}")
 
 
 def _parse_json(document) -> object:
     return json_schema.parse(orjson.dumps(document).decode())
 
 
-@pytest.mark.parametrize(("rule", "old", "new", "back", "fwd", "mode"), list(_json_cases()))
-def test_json_schema_rule(rule, old, new, back, fwd, mode):
+@pytest.mark.parametrize(("case", "mode"), list(_json_cases()))
+def test_json_schema_rule(case, mode):
+    rule, old, new, back, fwd = case
     violations = compatibility.check(
         json_schema, mode, _parse_json(new), [("1.0.0", _parse_json(old))]
     )
@@ -149,10 +180,13 @@ ENUM_SMALL = {"type": "enum", "name": "Role", "symbols": ["user", "assistant"]}
 
 AVRO_CASES = {
     "READER_FIELD_MISSING_DEFAULT": [
-        (rec([field("a", "string")]), rec([field("a", "string"), field("b", "int")]),
-         True, False),
-        (rec([field("a", "string")]),
-         rec([field("a", "string"), field("b", "int", default=0)]), False, False),
+        (rec([field("a", "string")]), rec([field("a", "string"), field("b", "int")]), True, False),
+        (
+            rec([field("a", "string")]),
+            rec([field("a", "string"), field("b", "int", default=0)]),
+            False,
+            False,
+        ),
     ],
     "TYPE_MISMATCH": [
         (rec([field("n", "int")]), rec([field("n", "long")]), False, True),
@@ -164,20 +198,35 @@ AVRO_CASES = {
     ],
     "NAME_MISMATCH": [
         (rec([field("a", "int")]), rec([field("a", "int")], name="Other"), True, True),
-        (rec([field("a", "int")]),
-         {**rec([field("a", "int")], name="Other"), "aliases": ["llm.Event"]}, False, True),
+        (
+            rec([field("a", "int")]),
+            {**rec([field("a", "int")], name="Other"), "aliases": ["llm.Event"]},
+            False,
+            True,
+        ),
     ],
     "UNION_NO_MATCH": [
         (rec([field("u", "int")]), rec([field("u", ["null", "string"])]), True, True),
         (rec([field("u", "string")]), rec([field("u", ["null", "string"])]), False, True),
     ],
     "FIXED_SIZE_CHANGED": [
-        (rec([field("h", {"type": "fixed", "name": "H", "size": 16})]),
-         rec([field("h", {"type": "fixed", "name": "H", "size": 32})]), True, True),
-        (rec([field("h", {"type": "fixed", "name": "H", "size": 16})]),
-         rec([field("h", {"type": "fixed", "name": "H", "size": 16}), field("x", "int",
-                                                                           default=1)]),
-         False, False),
+        (
+            rec([field("h", {"type": "fixed", "name": "H", "size": 16})]),
+            rec([field("h", {"type": "fixed", "name": "H", "size": 32})]),
+            True,
+            True,
+        ),
+        (
+            rec([field("h", {"type": "fixed", "name": "H", "size": 16})]),
+            rec(
+                [
+                    field("h", {"type": "fixed", "name": "H", "size": 16}),
+                    field("x", "int", default=1),
+                ]
+            ),
+            False,
+            False,
+        ),
     ],
 }
 
@@ -186,15 +235,16 @@ def _avro_cases():
     for rule, cases in AVRO_CASES.items():
         for index, (old, new, back, fwd) in enumerate(cases):
             for mode in MODES:
-                yield pytest.param(rule, old, new, back, fwd, mode, id=f"{rule}-{index}-{mode}")
+                yield pytest.param((old, new, back, fwd), mode, id=f"{rule}-{index}-{mode}")
 
 
 def _parse_avro(document):
     return avro.parse(orjson.dumps(document).decode())
 
 
-@pytest.mark.parametrize(("rule", "old", "new", "back", "fwd", "mode"), list(_avro_cases()))
-def test_avro_rule(rule, old, new, back, fwd, mode):
+@pytest.mark.parametrize(("case", "mode"), list(_avro_cases()))
+def test_avro_rule(case, mode):
+    old, new, back, fwd = case
     violations = compatibility.check(avro, mode, _parse_avro(new), [("1.0.0", _parse_avro(old))])
     assert bool(violations) is expected_break(mode, back, fwd), violations
 
@@ -202,20 +252,26 @@ def test_avro_rule(rule, old, new, back, fwd, mode):
 @pytest.mark.parametrize("rule", list(AVRO_CASES))
 def test_avro_breaking_case_names_its_rule(rule):
     old, new, back, _ = AVRO_CASES[rule][0]
-    reader, writer = (_parse_avro(new), _parse_avro(old)) if back else (
-        _parse_avro(old), _parse_avro(new))
+    reader, writer = (
+        (_parse_avro(new), _parse_avro(old)) if back else (_parse_avro(old), _parse_avro(new))
+    )
     assert rule in {v["rule"] for v in avro.reader_rejections(reader, writer)}
 
 
 def test_avro_recursive_types_terminate():
-    node = {"type": "record", "name": "Node", "fields": [
-        {"name": "next", "type": ["null", "Node"]}]}
+    node = {
+        "type": "record",
+        "name": "Node",
+        "fields": [{"name": "next", "type": ["null", "Node"]}],
+    }
     parsed = _parse_avro(node)
     assert compatibility.check(avro, "FULL", parsed, [("1.0.0", parsed)]) == []
 
 
 PROTO_OLD = 'syntax = "proto3";\nmessage Chat { string prompt = 1; int32 max_tokens = 2; }\n'
-PROTO_TYPE_CHANGED = 'syntax = "proto3";\nmessage Chat { string prompt = 1; string max_tokens = 2; }\n'
+PROTO_TYPE_CHANGED = (
+    'syntax = "proto3";\nmessage Chat { string prompt = 1; string max_tokens = 2; }\n'
+)
 PROTO_ADDED = (
     'syntax = "proto3";\nmessage Chat { string prompt = 1; int32 max_tokens = 2; '
     "float temperature = 3; }\n"

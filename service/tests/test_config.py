@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from helpers import cli
+
 from schema_registry.config import load_config
 from schema_registry.errors import ConfigError
 
@@ -60,8 +60,12 @@ def test_config_path_from_environment(tmp_path):
     ],
 )
 def test_invalid_values_name_the_key(tmp_path, text, key):
-    path = write(tmp_path, f"database: {{url: '{DB}'}}\n" + text if "database" not in text
-                 else text.replace("database: {", f"database: {{url: '{DB}', "))
+    path = write(
+        tmp_path,
+        f"database: {{url: '{DB}'}}\n" + text
+        if "database" not in text
+        else text.replace("database: {", f"database: {{url: '{DB}', "),
+    )
     with pytest.raises(ConfigError) as error:
         load_config(path, env={})
     assert str(error.value).startswith(key)
@@ -73,7 +77,7 @@ def test_missing_database_url_is_refused(tmp_path):
 
 
 def test_bad_env_override_names_the_variable(tmp_path):
-    with pytest.raises(ConfigError, match="^SERVER_PORT"):
+    with pytest.raises(ConfigError, match=r"^SERVER_PORT"):
         load_config(write(tmp_path, f"database: {{url: '{DB}'}}\n"), env={"SERVER_PORT": "x"})
 
 

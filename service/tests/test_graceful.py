@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from helpers import REDIS_URL, Server, auth, write_config
 
 

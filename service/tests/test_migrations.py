@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import psycopg
-
 from helpers import cli, fresh_database
+
 from schema_registry.migrations_runner import known_versions
 
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
-
 from helpers import OwnPostgres, OwnRedis, Server, auth, cli, database_url, write_config
 
 CHAT = {"type": "object", "properties": {"prompt": {"type": "string"}}}
