@@ -259,13 +259,21 @@ def running_labs() -> list[str]:
 
 
 def process_start_time(pid: int) -> str | None:
-    """Start time of a pid (clock ticks since boot), to tell a reused pid apart."""
+    """Start time of a live pid (clock ticks since boot), to tell a reused pid apart.
+
+    None when the process is gone or a zombie (exited, not yet reaped)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # Field 22; the command name (field 2) may hold spaces, so split after it.
-    return stat.rsplit(")", 1)[1].split()[19]
+    return parse_start_time(stat)
+
+
+def parse_start_time(stat: str) -> str | None:
+    # The command name (field 2) may hold spaces and ')', so split after its last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    state, start_time = fields[0], fields[19]
+    return None if state in ("Z", "X") else start_time
 
 
 def host_alive(host: dict[str, Any]) -> bool:
