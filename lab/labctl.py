@@ -19,6 +19,8 @@ import fcntl
 import ipaddress
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -59,6 +61,7 @@ LABS_DIR = LAB_ROOT / "labs"  # default state dirs (inventory, key) per lab
 APT_CACHE_DIR = LAB_ROOT / "apt-cache"  # persistent per lab+host apt archives
 DEBOOTSTRAP_CACHE = LAB_ROOT / "debootstrap-cache"
 FORWARD_SAVED = LAB_ROOT / "ip_forward.saved"
+LOCK_DIR = LAB_ROOT / "locks"
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 BASE_PACKAGES = (
@@ -96,9 +99,13 @@ def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def locked(name: str) -> Iterator[None]:
-    """Hold an exclusive flock on LAB_ROOT/<name>.lock (several callers may race)."""
-    LAB_ROOT.mkdir(parents=True, exist_ok=True)
-    with (LAB_ROOT / f"{name}.lock").open("w") as handle:
+    """Hold an exclusive flock on LAB_ROOT/locks/<name>.lock (several callers may race).
+
+    "base" guards the base rootfs, "labs" the shared allocation (subnets, bridges,
+    ip_forward), "lab-NAME" one lab's lifecycle. Never take "base" while holding "labs".
+    """
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    with (LOCK_DIR / f"{name}.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -368,7 +375,8 @@ def setup_network(state: dict[str, Any]) -> None:
     if gateway.split("/", maxsplit=1)[0] not in addrs:
         run(["ip", "addr", "add", gateway, "dev", bridge])
     run(["ip", "link", "set", bridge, "up"])
-    enable_forwarding()
+    with locked("labs"):
+        enable_forwarding()
     for rule in iptables_rules(state):
         if not iptables("-C", rule):
             iptables("-A", rule)
@@ -677,22 +685,14 @@ def cmd_up(lab: str, host_args: list[str], state_dir_arg: str | None) -> None:
     build_base(rebuild=False)
     if base_version() is None:
         raise LabError(f"no base rootfs in {BASE_DIR}: run `labctl.py base`")
-    with locked("labs"):
-        state = load_state(lab)
-        if state is not None:
-            if specs_of(state) != specs:
-                names = ", ".join(h["name"] for h in state["hosts"])
-                raise LabError(
-                    f"lab {lab} is already up with other hosts ({names}): "
-                    f"`labctl.py down --lab {lab}` first"
-                )
-            if Path(state["state_dir"]) != state_dir:
-                raise LabError(
-                    f"lab {lab} is already up with state dir {state['state_dir']}, not {state_dir}"
-                )
-        else:
-            state = new_state(lab, specs, state_dir)
-            save_state(state)  # recorded first, so `down` can clean up a half-built lab
+    with locked(f"lab-{lab}"):
+        with locked("labs"):
+            state = load_state(lab)
+            if state is not None:
+                check_same_lab(state, specs, state_dir)
+            else:
+                state = new_state(lab, specs, state_dir)
+                save_state(state)  # recorded first, so `down` can clean up a half-built lab
         try:
             bring_up(state, specs)
         except BaseException:
@@ -703,6 +703,21 @@ def cmd_up(lab: str, host_args: list[str], state_dir_arg: str | None) -> None:
                 log(f"cleanup after the failed up failed too: {error}")
             raise
     print(state_dir / "inventory.yml")
+
+
+def check_same_lab(state: dict[str, Any], specs: list[HostSpec], state_dir: Path) -> None:
+    """`up` of a lab that exists must ask for the same hosts and state dir."""
+    lab = state["lab"]
+    if specs_of(state) != specs:
+        names = ", ".join(h["name"] for h in state["hosts"])
+        raise LabError(
+            f"lab {lab} is already up with other hosts ({names}): "
+            f"`labctl.py down --lab {lab}` first"
+        )
+    if Path(state["state_dir"]) != state_dir:
+        raise LabError(
+            f"lab {lab} is already up with state dir {state['state_dir']}, not {state_dir}"
+        )
 
 
 def bring_up(state: dict[str, Any], specs: list[HostSpec]) -> None:
@@ -740,21 +755,95 @@ def teardown(state: dict[str, Any]) -> None:
     if state_dir.parent == LABS_DIR:
         with contextlib.suppress(OSError):
             state_dir.rmdir()
-    if not all_states():
-        restore_forwarding()
+    with locked("labs"):
+        if not all_states():
+            restore_forwarding()
 
 
 def cmd_down(lab: str | None, everything: bool) -> None:
     require_root()
     if lab is not None:
         validate_lab_name(lab)
+    names = [state["lab"] for state in all_states()] if everything else [lab or ""]
+    stopped = 0
+    for name in names:
+        with locked(f"lab-{name}"):
+            state = load_state(name)  # read again: it may have gone meanwhile
+            if state is not None:
+                teardown(state)
+                stopped += 1
+                log(f"lab {name} is down")
+    if everything:
+        sweep_orphans()
+    if not stopped:
+        log("no lab was up" if everything else f"lab {lab} is not up: nothing to do")
+
+
+def sweep_orphans() -> None:
+    """Remove what labs left behind without a state to name it (a crash, a deleted
+    run dir): iptables rules tagged llmops-lab:, llmlabN bridges, nspawn processes on
+    our base, run dirs without a state. Things of labs that are up are left alone."""
     with locked("labs"):
-        states = all_states() if everything else [s for s in [load_state(lab or "")] if s]
+        states = all_states()
+        labs = {state["lab"] for state in states}
+        bridges = {state["bridge"] for state in states}
+        machines = {host["machine"] for state in states for host in state["hosts"]}
+        for table in ("nat", "filter"):
+            listing = run(["iptables", "-w", "-t", table, "-S"]).stdout.splitlines()
+            for line in listing:
+                owner = orphan_rule_owner(line, labs)
+                if owner is not None:
+                    log(f"removing orphaned iptables rule of lab {owner}: {line}")
+                    run(["iptables", "-w", "-t", table, "-D", *shlex.split(line)[1:]])
+        for pid, machine in nspawn_processes():
+            if machine not in machines:
+                log(f"stopping orphaned host {machine} (pid {pid})")
+                stop_hosts({"lab": "(orphans)", "hosts": [
+                    {"pid": pid, "pid_start": process_start_time(pid)}
+                ]})
+        for link in sorted(Path("/sys/class/net").glob("llmlab*")):
+            if re.fullmatch(r"llmlab\d+", link.name) and link.name not in bridges:
+                log(f"removing orphaned bridge {link.name}")
+                run(["ip", "link", "del", link.name])
+        if RUN_DIR.is_dir():
+            for entry in RUN_DIR.iterdir():
+                if entry.name not in labs:
+                    log(f"removing orphaned run dir {entry}")
+                    remove_tree(entry)
         if not states:
-            log("nothing to stop" if everything else f"lab {lab} is not up: nothing to do")
-        for state in states:
-            teardown(state)
-            log(f"lab {state['lab']} is down")
+            restore_forwarding()
+
+
+def orphan_rule_owner(rule: str, labs: set[str]) -> str | None:
+    """The lab named in an `iptables -S` line's llmops-lab: comment, if that lab is gone."""
+    words = shlex.split(rule)
+    if not words or words[0] != "-A" or "--comment" not in words:
+        return None
+    comment = words[words.index("--comment") + 1]
+    if not comment.startswith(IPT_COMMENT_PREFIX):
+        return None
+    owner = comment.removeprefix(IPT_COMMENT_PREFIX)
+    return None if owner in labs else owner
+
+
+def nspawn_processes() -> list[tuple[int, str]]:
+    """(pid, machine name) of every systemd-nspawn running on our base rootfs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [arg.decode(errors="replace") for arg in argv]
+        if not args or not args[0].endswith("systemd-nspawn"):
+            continue
+        if f"--directory={BASE_DIR}" not in args:
+            continue
+        machine = next((a.split("=", 1)[1] for a in args if a.startswith("--machine=")), "")
+        found.append((int(entry.name), machine))
+    return found
 
 
 def cmd_list() -> None:

@@ -184,3 +184,23 @@ def test_process_start_time_parsing(labctl: ModuleType, stat: str, expected: str
 def test_a_dead_pid_is_not_a_running_host(labctl: ModuleType) -> None:
     assert not labctl.host_alive({"pid": None, "pid_start": None})
     assert not labctl.host_alive({"pid": 2**22 + 1, "pid_start": "1"})
+
+
+@pytest.mark.parametrize(
+    ("rule", "owner"),
+    [
+        (
+            "-A POSTROUTING -s 10.213.9.0/24 ! -o llmlab9 -m comment "
+            '--comment "llmops-lab:gone" -j MASQUERADE',
+            "gone",
+        ),
+        ("-A FORWARD -i llmlab9 -m comment --comment llmops-lab:live -j ACCEPT", None),
+        ("-A FORWARD -i docker0 -m comment --comment other-tool -j ACCEPT", None),
+        ("-A FORWARD -i eth0 -j ACCEPT", None),
+        ("-P FORWARD ACCEPT", None),
+    ],
+)
+def test_only_rules_of_labs_that_are_gone_count_as_orphans(
+    labctl: ModuleType, rule: str, owner: str | None
+) -> None:
+    assert labctl.orphan_rule_owner(rule, {"live"}) == owner
