@@ -881,6 +881,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `labctl.py list | head` ends quietly
     try:
         if args.command == "base":
             build_base(rebuild=args.rebuild)
