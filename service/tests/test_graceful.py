@@ -51,5 +51,19 @@ def test_two_workers_share_the_load(migrated_db, tmp_path):
         # Each worker process writes its request counters to its own file, named by pid.
         writers = {p.stem.rsplit("_", 1)[1] for p in Path(server.multiproc).glob("counter_*.db")}
         assert len(writers) == 2
+        _deleted_schema_disappears_from_every_worker(server)
     finally:
         server.stop()
+
+
+def _deleted_schema_disappears_from_every_worker(server: Server) -> None:
+    body = {"subject": "llm.twoworkers.chat", "schema": {"type": "object"}, "schema_type": "json"}
+    schema_id = httpx.post(server.url + "/api/v1/schemas", json=body, headers=auth()).json()["id"]
+    for _ in range(20):  # new connections land on both workers and fill their memory tier
+        assert httpx.get(f"{server.url}/api/v1/schemas/{schema_id}").status_code == 200
+    deleted = httpx.delete(f"{server.url}/api/v1/schemas/{schema_id}", headers=auth())
+    assert deleted.status_code == 200
+    time.sleep(0.1)  # the invalidation message crosses Redis pub/sub
+    statuses = {httpx.get(f"{server.url}/api/v1/schemas/{schema_id}").status_code
+                for _ in range(20)}
+    assert statuses == {404}

@@ -131,7 +131,13 @@ class Service:
         )
         self.store = Store(self.pool)
         self.registry = Registry(self.store, config.default_compatibility)
-        self.cache = SchemaCache(config.redis_url, config.redis_ttl_seconds, config.redis_timeout)
+        self.cache = SchemaCache(
+            config.redis_url,
+            config.redis_ttl_seconds,
+            config.redis_timeout,
+            config.local_cache_ttl,
+            config.local_cache_entries,
+        )
         self.key_names = {key.sha256: key.name for key in config.api_keys}
         self.openapi: bytes | None = None
 
@@ -499,12 +505,14 @@ def create_app(config: Config | None = None) -> ASGIApp:
         # wait=False: start even while the database is down; /ready tells the truth.
         await service.pool.open(wait=False)
         gauges = asyncio.create_task(service.update_pool_gauges())
+        listener = asyncio.create_task(service.cache.listen_invalidations())
         metrics.BUILD_INFO.labels(__version__, str(BROKEN).lower()).set(1)
         log.info("worker started", extra={"version": __version__, "broken": BROKEN})
         try:
             yield
         finally:
             gauges.cancel()
+            listener.cancel()
             await service.pool.close()
             await service.cache.close()
             log.info("worker stopped", extra={"version": __version__})

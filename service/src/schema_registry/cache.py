@@ -1,13 +1,20 @@
-"""Redis read cache for schemas by id (key schema:{id}); failures never fail a request.
+"""Two-tier read cache for schemas by id; cache failures never fail a request.
 
-After a Redis error the cache is skipped for a short back-off, so a dead Redis costs
-one timeout per back-off period instead of one per request.
+Tier "memory": a small per-worker LRU with a short TTL (cache.local_ttl_seconds, default
+1 s, 0 turns it off) that saves the Redis round trip for hot ids. Tier "redis": key
+schema:{id}, TTL redis.ttl_seconds. A change (delete) evicts both tiers and is
+published on a Redis channel so every worker of every instance evicts its memory tier
+at once; if Redis is down, the memory TTL bounds how long another worker may still
+serve the old entry. After a Redis error Redis is skipped for a short back-off, so a
+dead Redis costs one timeout per back-off period instead of one per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import OrderedDict
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -16,11 +23,52 @@ from schema_registry import metrics
 
 log = logging.getLogger("schema_registry.cache")
 _BACKOFF_SECONDS = 2.0
+INVALIDATION_CHANNEL = "schema_registry:invalidate"
+
+
+class LocalCache:
+    """Per-worker LRU of response bodies with a TTL (monotonic clock)."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        if self.ttl <= 0:
+            return None
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, body: bytes) -> None:
+        if self.ttl <= 0:
+            return
+        self._entries[key] = (time.monotonic() + self.ttl, body)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def evict(self, key: str) -> None:
+        self._entries.pop(key, None)
 
 
 class SchemaCache:
-    def __init__(self, url: str | None, ttl_seconds: int, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        ttl_seconds: int,
+        timeout: float,
+        local_ttl_seconds: float = 1.0,
+        local_max_entries: int = 10000,
+    ) -> None:
         self.ttl = ttl_seconds
+        self.local = LocalCache(local_ttl_seconds, local_max_entries)
         self.enabled = url is not None
         self._down_until = 0.0
         self._client = (
@@ -47,6 +95,10 @@ class SchemaCache:
         log.warning("redis %s failed: %s", command, exc)
 
     async def get(self, schema_id: str) -> bytes | None:
+        local = self.local.get(schema_id)
+        if local is not None:
+            metrics.CACHE_OPERATIONS.labels("get", "memory", "hit").inc()
+            return local
         if not self._usable():
             metrics.CACHE_OPERATIONS.labels("get", "redis", "skipped").inc()
             return None
@@ -58,9 +110,12 @@ class SchemaCache:
             return None
         metrics.REDIS_OPERATIONS.labels("get", "ok").inc()
         metrics.CACHE_OPERATIONS.labels("get", "redis", "hit" if value else "miss").inc()
+        if value is not None:
+            self.local.put(schema_id, value)
         return value
 
     async def set(self, schema_id: str, body: bytes) -> None:
+        self.local.put(schema_id, body)
         if not self._usable():
             return
         try:
@@ -72,11 +127,13 @@ class SchemaCache:
         metrics.CACHE_OPERATIONS.labels("set", "redis", "ok").inc()
 
     async def invalidate(self, schema_id: str) -> bool:
-        """Deletes the key; tries even during back-off since a stale entry is worse."""
+        """Evicts both tiers everywhere; tries Redis even during back-off (stale is worse)."""
+        self.local.evict(schema_id)
         if self._client is None:
             return True
         try:
             await self._client.delete(self.key(schema_id))
+            await self._client.publish(INVALIDATION_CHANNEL, schema_id)
         except (RedisError, OSError) as exc:
             self._failed("delete", exc)
             return False
@@ -95,6 +152,21 @@ class SchemaCache:
             return "down"
         self._down_until = 0.0
         return "up"
+
+    async def listen_invalidations(self) -> None:
+        """Evicts ids that other workers changed; reconnects after Redis comes back."""
+        if self._client is None:
+            return
+        while True:
+            try:
+                async with self._client.pubsub() as pubsub:
+                    await pubsub.subscribe(INVALIDATION_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self.local.evict(message["data"].decode())
+            except (RedisError, OSError) as exc:
+                log.debug("invalidation listener lost redis: %s", exc)
+            await asyncio.sleep(_BACKOFF_SECONDS)
 
     async def close(self) -> None:
         if self._client is not None:

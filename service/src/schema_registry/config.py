@@ -46,6 +46,7 @@ _ALLOWED: dict[str, dict[str, Any]] = {
         "connect_timeout_seconds": 2.0,
     },
     "redis": {"url": None, "ttl_seconds": 3600, "timeout_seconds": 0.5},
+    "cache": {"local_ttl_seconds": 1.0, "local_max_entries": 10000},
     "auth": {"api_keys": [], "protect_reads": False},
     "registry": {"default_compatibility": "BACKWARD"},
     "logging": {"level": "INFO", "access_log": True},
@@ -75,6 +76,8 @@ class Config:
     redis_url: str | None
     redis_ttl_seconds: int
     redis_timeout: float
+    local_cache_ttl: float
+    local_cache_entries: int
     api_keys: tuple[ApiKey, ...] = field(default_factory=tuple)
     protect_reads: bool = False
     default_compatibility: str = "BACKWARD"
@@ -229,6 +232,12 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         ),
         redis_ttl_seconds=_int("redis.ttl_seconds", redis["ttl_seconds"], 1, 86400 * 30),
         redis_timeout=_number("redis.timeout_seconds", redis["timeout_seconds"], 0.01, 30),
+        local_cache_ttl=_number(
+            "cache.local_ttl_seconds", merged["cache"]["local_ttl_seconds"], 0, 60
+        ),
+        local_cache_entries=_int(
+            "cache.local_max_entries", merged["cache"]["local_max_entries"], 1, 10**6
+        ),
         api_keys=_api_keys(auth["api_keys"]),
         protect_reads=_bool("auth.protect_reads", auth["protect_reads"]),
         default_compatibility=mode,
