@@ -1,0 +1,39 @@
+"""HAProxy in front of every instance: traffic flows, metrics and admin socket exist."""
+
+import json
+import uuid
+
+testinfra_hosts = ["lb"]
+
+
+def test_config_is_valid(host):
+    assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
+
+
+def test_every_instance_is_a_backend_server_and_up(host):
+    out = host.check_output("echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+    servers = [line.split(",") for line in out.splitlines() if line.startswith("schema_registry,")]
+    names = {row[1]: row[17] for row in servers if row[1] not in ("FRONTEND", "BACKEND")}
+    assert len(names) == 4, names
+    assert set(names.values()) == {"UP"}, names
+
+
+def test_prometheus_metrics_on_8404(host):
+    out = host.check_output("curl -fsS http://127.0.0.1:8404/metrics")
+    assert "haproxy_backend_active_servers" in out
+
+
+def test_register_and_fetch_a_schema_through_the_load_balancer(host):
+    subject = f"verify.lb.s{uuid.uuid4().hex[:10]}"
+    body = json.dumps({"subject": subject, "schema_type": "JSON", "schema": {"type": "object"}})
+    created = json.loads(
+        host.check_output(
+            "curl -fsS -X POST -H 'Content-Type: application/json' "
+            "-H 'Authorization: Bearer molecule-rel-api-key-0123456789abcdef' "
+            f"-d '{body}' http://127.0.0.1:8080/api/v1/schemas"
+        )
+    )
+    fetched = json.loads(
+        host.check_output(f"curl -fsS http://127.0.0.1:8080/api/v1/schemas/{created['id']}")
+    )
+    assert fetched["id"] == created["id"]
