@@ -156,6 +156,13 @@ def test_run_deadline_stops_a_duration_run_that_would_hang(base_url):
     assert set(result["summary"]["errors_by_type"]) == {"deadline"}
 
 
+def test_requests_left_unsent_at_the_run_deadline_are_counted(base_url):
+    result = bench(base_url, {"never_answer": True}, num_requests=5, concurrency=1,
+                   request_timeout_s=30, max_run_s=0.5)
+    assert result["summary"]["errors_by_type"] == {"deadline": 1}
+    assert result["summary"]["not_sent"] == 4
+
+
 def test_unreachable_endpoint_is_a_connection_error():
     url = f"http://127.0.0.1:{free_port()}/v1"
     result = bench(url, num_requests=2)

@@ -160,6 +160,8 @@ class _Shard:
             await asyncio.gather(*self.tasks, return_exceptions=True)
             main.cancel()
             await asyncio.gather(main, return_exceptions=True)
+        if "num_requests" in self.shard:  # slots stopped by the deadline leave some unsent
+            self.not_sent = max(self.shard["num_requests"] - len(self.records), 0)
         self.pool.close()
 
     def _keep(self, record: dict, index: int, t0_ns: int) -> None:
