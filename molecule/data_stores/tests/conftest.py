@@ -46,18 +46,24 @@ def run_playbook() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Runs a playbook of the project against the scenario's hosts."""
     ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
 
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "COLUMNS": "1000"}
+
     def run(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """The playbook's output comes back with its whitespace collapsed (no wrapping)."""
         # Scenario playbooks by their name, project playbooks by their path in the checkout.
         in_scenario = SCENARIO_DIR / playbook
         path = str(in_scenario if in_scenario.exists() else PROJECT_DIR / playbook)
         # Fixed argv (our ansible-playbook, no shell); only test arguments vary.
-        return subprocess.run(  # noqa: S603 - see the comment above
+        result = subprocess.run(  # noqa: S603 - see the comment above
             [str(ansible_playbook), "-i", os.environ["MOLECULE_INVENTORY_FILE"], path, *args],
             capture_output=True,
             text=True,
             check=False,
             timeout=300,
             cwd=SCENARIO_DIR,
+            env=env,
         )
+        result.stdout = " ".join(result.stdout.split())
+        return result
 
     return run
