@@ -234,3 +234,26 @@ def render_etc_hosts(
     ]
     lines.extend(f"{address}\t{host.name}" for host, address in zip(hosts, addresses, strict=True))
     return "\n".join(lines) + "\n"
+
+
+def usable_resolv_conf(candidates: Sequence[tuple[str, str]]) -> str:
+    """The first resolv.conf (path, text) whose nameservers a lab host can reach.
+
+    A host has its own network namespace, so a loopback resolver of the build machine
+    (systemd-resolved's 127.0.0.53, a local dnsmasq) is not reachable from it.
+    """
+    for _path, text in candidates:
+        servers = [
+            words[1]
+            for words in (line.split() for line in text.splitlines())
+            if len(words) > 1 and words[0] == "nameserver"
+        ]
+        if servers and not any(
+            ipaddress.ip_address(server.split("%")[0]).is_loopback for server in servers
+        ):
+            return text
+    tried = ", ".join(path for path, _ in candidates)
+    raise LabError(
+        f"no resolver the lab hosts can reach in {tried}: every nameserver is missing or "
+        "on loopback; point the build machine at a non-loopback DNS server"
+    )

@@ -48,6 +48,7 @@ from labcore import (
     render_instance_config,
     render_inventory,
     render_network_unit,
+    usable_resolv_conf,
     validate_lab_name,
 )
 
@@ -311,12 +312,30 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def wait_gone(pids: list[int], timeout: float) -> list[int]:
+# A process is named by (pid, start time): a pid alone may have been reused.
+Proc = tuple[int, str]
+
+
+def identify(pids: list[int]) -> list[Proc]:
+    return [(pid, start) for pid in pids if (start := process_start_time(pid)) is not None]
+
+
+def still_running(procs: list[Proc]) -> list[Proc]:
+    return [proc for proc in procs if process_start_time(proc[0]) == proc[1]]
+
+
+def send_signal(procs: list[Proc], signum: int) -> None:
+    for pid, _ in still_running(procs):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def wait_gone(procs: list[Proc], timeout: float) -> list[Proc]:
     deadline = time.monotonic() + timeout
-    alive = pids
+    alive = still_running(procs)
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
-        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists()]
+        alive = still_running(alive)
     return alive
 
 
@@ -429,8 +448,10 @@ def seed_upper(
     upper: Path,
     state: dict[str, Any],
     host: dict[str, Any],
+    *,
     specs: list[HostSpec],
     public_key: str,
+    resolv_conf: str,
 ) -> None:
     """Files a host starts with on top of the shared base (first boot only)."""
     upper.mkdir(parents=True)
@@ -442,7 +463,7 @@ def seed_upper(
     (etc / "machine-id").write_text(host["machine_id"] + "\n")
     addresses = [ipaddress.IPv4Address(h["address"]) for h in state["hosts"]]
     (etc / "hosts").write_text(render_etc_hosts(specs, addresses))
-    (etc / "resolv.conf").write_text(Path("/etc/resolv.conf").read_text())
+    (etc / "resolv.conf").write_text(resolv_conf)
     (etc / "systemd/network/80-container-host0.network").write_text(
         render_network_unit(ipaddress.IPv4Address(host["address"]), state["index"])
     )
@@ -472,6 +493,16 @@ def seed_upper(
     keys.write_text(public_key)
     keys.chmod(0o600)
     os.chown(keys, uid, gid)
+
+
+def build_machine_resolver() -> str:
+    """The build machine's resolv.conf, or systemd-resolved's upstream list when the
+    former points at a loopback stub the hosts cannot reach."""
+    candidates = []
+    for path in (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf")):
+        with contextlib.suppress(OSError):
+            candidates.append((str(path), path.read_text()))
+    return usable_resolv_conf(candidates)
 
 
 def ensure_apt_cache(cache: Path) -> None:
@@ -589,22 +620,17 @@ def tail(path: Path, lines: int = 20) -> str:
 
 def stop_hosts(state: dict[str, Any]) -> None:
     """Power off every host (SIGTERM asks nspawn for a clean shutdown), then kill leftovers."""
-    leaders: list[int] = []
-    for host in state["hosts"]:
-        if host_alive(host):
-            leaders.append(host["pid"])
-    tree = {pid: descendants(pid) for pid in leaders}
-    for pid in leaders:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    leaders = [(host["pid"], host["pid_start"]) for host in state["hosts"] if host_alive(host)]
+    send_signal(leaders, signal.SIGTERM)
     left = wait_gone(leaders, STOP_TIMEOUT)
-    everything = left + [child for pid in leaders for child in tree[pid]]
-    for pid in everything:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    still = wait_gone(everything, 5)
+    if not left:
+        return  # when nspawn ends, its container's PID namespace goes with it
+    log(f"lab {state['lab']}: {len(left)} host(s) ignored the poweroff, killing them")
+    victims = left + identify([child for pid, _ in left for child in descendants(pid)])
+    send_signal(victims, signal.SIGKILL)
+    still = wait_gone(victims, 5)
     if still:
-        raise LabError(f"processes {still} of lab {state['lab']} would not die")
+        raise LabError(f"processes {[pid for pid, _ in still]} of lab {state['lab']} would not die")
 
 
 def unmount_below(path: Path) -> None:
@@ -730,7 +756,14 @@ def bring_up(state: dict[str, Any], specs: list[HostSpec]) -> None:
     for host in to_boot:
         upper = Path(host["upper"])
         if not upper.exists():
-            seed_upper(upper, state, host, specs, public_key)
+            seed_upper(
+                upper,
+                state,
+                host,
+                specs=specs,
+                public_key=public_key,
+                resolv_conf=build_machine_resolver(),
+            )
         ensure_apt_cache(Path(host["apt_cache"]))
         start_host(state, host)
     save_state(state)
@@ -798,9 +831,12 @@ def sweep_orphans() -> None:
         for pid, machine in nspawn_processes():
             if machine not in machines:
                 log(f"stopping orphaned host {machine} (pid {pid})")
-                stop_hosts({"lab": "(orphans)", "hosts": [
-                    {"pid": pid, "pid_start": process_start_time(pid)}
-                ]})
+                stop_hosts(
+                    {
+                        "lab": "(orphans)",
+                        "hosts": [{"pid": pid, "pid_start": process_start_time(pid)}],
+                    }
+                )
         for link in sorted(Path("/sys/class/net").glob("llmlab*")):
             if re.fullmatch(r"llmlab\d+", link.name) and link.name not in bridges:
                 log(f"removing orphaned bridge {link.name}")

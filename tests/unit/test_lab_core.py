@@ -206,3 +206,28 @@ def test_etc_hosts_lists_every_lab_host() -> None:
     assert "127.0.0.1\tlocalhost" in lines
     assert "10.213.3.12\tdata" in lines
     assert len([line for line in lines if line.startswith("10.213.3.")]) == 4
+
+
+# --- resolver ------------------------------------------------------------------------
+
+
+def test_resolver_of_the_build_machine_is_used_when_reachable() -> None:
+    text = "search lan\nnameserver 10.255.255.53\n"
+    assert labcore.usable_resolv_conf([("/etc/resolv.conf", text)]) == text
+
+
+def test_loopback_stub_resolver_falls_back_to_the_upstream_list() -> None:
+    stub = "nameserver 127.0.0.53\noptions edns0\n"
+    upstream = "nameserver 192.0.2.1\nnameserver 2001:db8::1\n"
+    chosen = labcore.usable_resolv_conf(
+        [("/etc/resolv.conf", stub), ("/run/systemd/resolve/resolv.conf", upstream)]
+    )
+    assert chosen == upstream
+
+
+@pytest.mark.parametrize(
+    "text", ["nameserver 127.0.0.1\n", "nameserver ::1\n", "# no servers\n", ""]
+)
+def test_no_reachable_resolver_is_a_clear_error(text: str) -> None:
+    with pytest.raises(LabError, match=r"no resolver the lab hosts can reach in /etc/resolv\.conf"):
+        labcore.usable_resolv_conf([("/etc/resolv.conf", text)])
