@@ -37,7 +37,7 @@ def test_every_operation_has_no_server_errors_and_matches_the_document(server: S
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=40,
+            max_examples=25,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
