@@ -106,7 +106,18 @@ def run(command: list[str]) -> None:
         raise BuildError(f"{' '.join(command[:4])} ... failed:\n{result.stderr[-3000:]}")
 
 
+def require_pip() -> None:
+    probe = subprocess.run(
+        [sys.executable, "-m", "pip", "--version"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        raise BuildError(
+            f"{sys.executable} has no pip; install python3-pip or run with a venv's python"
+        )
+
+
 def build_wheels(source: Path, wheels: Path) -> None:
+    require_pip()
     wheels.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(source)])
