@@ -24,7 +24,12 @@ def stack(tmp_path) -> Iterator[tuple[OwnPostgres, OwnRedis, Server, str]]:
         url = database_url(postgres.admin_url, "postgres")
         assert cli("migrate", env={"DATABASE_URL": url}).returncode == 0
         server = Server(
-            write_config(tmp_path, url, cache.url, database={"connect_timeout_seconds": 1.0})
+            write_config(
+                tmp_path,
+                url,
+                cache.url,
+                database={"connect_timeout_seconds": 1.0, "pool_timeout_seconds": 1.0},
+            )
         ).start()
         yield postgres, cache, server, url
     finally:

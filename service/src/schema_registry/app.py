@@ -127,7 +127,11 @@ class Service:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.pool = make_pool(
-            config.database_url, config.pool_min, config.pool_max, config.db_connect_timeout
+            config.database_url,
+            config.pool_min,
+            config.pool_max,
+            config.db_connect_timeout,
+            config.db_pool_timeout,
         )
         self.store = Store(self.pool)
         self.registry = Registry(self.store, config.default_compatibility)

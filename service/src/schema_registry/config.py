@@ -44,6 +44,7 @@ _ALLOWED: dict[str, dict[str, Any]] = {
         "pool_min": 5,
         "pool_max": 20,
         "connect_timeout_seconds": 2.0,
+        "pool_timeout_seconds": 5.0,
     },
     "redis": {"url": None, "ttl_seconds": 3600, "timeout_seconds": 0.5},
     "cache": {"local_ttl_seconds": 1.0, "local_max_entries": 10000},
@@ -73,6 +74,7 @@ class Config:
     pool_min: int
     pool_max: int
     db_connect_timeout: float
+    db_pool_timeout: float
     redis_url: str | None
     redis_ttl_seconds: int
     redis_timeout: float
@@ -224,6 +226,9 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         pool_max=pool_max,
         db_connect_timeout=_number(
             "database.connect_timeout_seconds", database["connect_timeout_seconds"], 0.1, 60
+        ),
+        db_pool_timeout=_number(
+            "database.pool_timeout_seconds", database["pool_timeout_seconds"], 0.1, 300
         ),
         redis_url=(
             None

@@ -29,14 +29,17 @@ async def _configure(conn: AsyncConnection) -> None:
     conn.row_factory = dict_row  # type: ignore[assignment]
 
 
-def make_pool(url: str, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
+def make_pool(
+    url: str, min_size: int, max_size: int, connect_timeout: float, wait_timeout: float
+) -> AsyncConnectionPool:
+    """wait_timeout: how long a request may wait for a connection before it gets 503."""
     return AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
-        timeout=timeout,
+        timeout=wait_timeout,
         open=False,
-        kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(connect_timeout))},
         configure=_configure,
         reconnect_timeout=3600 * 24 * 365,  # keep trying while the database is down
     )
