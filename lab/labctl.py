@@ -801,9 +801,9 @@ def teardown(state: dict[str, Any]) -> None:
 
 
 def cmd_down(lab: str | None, everything: bool) -> None:
-    require_root()
     if lab is not None:
         validate_lab_name(lab)
+    require_root()
     names = [state["lab"] for state in all_states()] if everything else [lab or ""]
     stopped = 0
     for name in names:
