@@ -32,10 +32,14 @@ def instances() -> dict[str, str]:
 
 
 def inventory_groups() -> dict[str, list[str]]:
-    with open(os.environ["MOLECULE_INVENTORY_FILE"], encoding="utf-8") as handle:
-        inventory = yaml.safe_load(handle)
-    children = inventory["all"].get("children", {})
-    return {name: list((group or {}).get("hosts", {})) for name, group in children.items()}
+    """Group -> hosts, from the scenario's platforms."""
+    with open(os.environ["MOLECULE_FILE"], encoding="utf-8") as handle:
+        platforms = yaml.safe_load(handle)["platforms"]
+    groups: dict[str, list[str]] = {}
+    for platform in platforms:
+        for group in platform.get("groups", []):
+            groups.setdefault(group, []).append(platform["name"])
+    return groups
 
 
 def other_host(name: str) -> testinfra.host.Host:
