@@ -151,6 +151,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--no-guidellm", action="store_true")
     parser.add_argument("--server-workers", type=int, default=1)
+    parser.add_argument("--only", choices=["concurrency", "constant_rate"],
+                        help="run one section and update it in the saved results")
     args = parser.parse_args()
     skip = "skipped (--no-guidellm)" if args.no_guidellm else guidellm_available()
     scale = 0.25 if args.quick else 1.0
@@ -165,6 +167,9 @@ def main() -> int:
                  "server_workers": args.server_workers},
         "concurrency": [], "constant_rate": [], "guidellm": skip or "ran",
     }
+    if args.only:
+        plan = plan if args.only == "concurrency" else []
+        rates = rates if args.only == "constant_rate" else []
     with tempfile.TemporaryDirectory() as tmp, running(
             "--ttft-ms", str(TTFT_S * 1e3), "--itl-ms", str(ITL_S * 1e3),
             "--output-tokens", str(TOKENS), "--usage", "on",
@@ -187,11 +192,16 @@ def main() -> int:
             if not skip:
                 row["guidellm"] = guidellm_run(
                     url, workdir, f"kind=constant,rate={rate}",
-                    f"kind=max_duration,duration={duration}")
+                    f"kind=max_duration,seconds={duration}")
             results["constant_rate"].append(row)
             print(f"rate={rate:5.0f}/s achieved ours {row['ours']['achieved_rate']:.2f}",
                   flush=True)
     results["machine"]["loadavg_after"] = os.getloadavg()
+    if args.only and RESULTS.exists():
+        saved = json.loads(RESULTS.read_text())
+        saved[args.only] = results[args.only]
+        saved.setdefault("machine_per_section", {})[args.only] = results["machine"]
+        results = saved
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     print_table(results)
