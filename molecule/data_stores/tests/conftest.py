@@ -49,7 +49,7 @@ def run_playbook() -> Callable[..., subprocess.CompletedProcess[str]]:
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "COLUMNS": "1000"}
 
     def run(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """The playbook's output comes back with its whitespace collapsed (no wrapping)."""
+        """stdout (with stderr appended) comes back with whitespace collapsed (no wrapping)."""
         # Scenario playbooks by their name, project playbooks by their path in the checkout.
         in_scenario = SCENARIO_DIR / playbook
         path = str(in_scenario if in_scenario.exists() else PROJECT_DIR / playbook)
@@ -63,7 +63,8 @@ def run_playbook() -> Callable[..., subprocess.CompletedProcess[str]]:
             cwd=SCENARIO_DIR,
             env=env,
         )
-        result.stdout = " ".join(result.stdout.split())
+        # Failures are reported on stderr: keep both, in order of importance.
+        result.stdout = " ".join((result.stdout + "\n" + result.stderr).split())
         return result
 
     return run
