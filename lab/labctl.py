@@ -465,6 +465,11 @@ def seed_upper(
     addresses = [ipaddress.IPv4Address(h["address"]) for h in state["hosts"]]
     (etc / "hosts").write_text(render_etc_hosts(specs, addresses))
     (etc / "resolv.conf").write_text(resolv_conf)
+    # No background apt on test hosts: apt-daily would hold apt's lock while roles
+    # install packages, and it pulls in network-online.target at random times.
+    (etc / "systemd/system").mkdir(parents=True)
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        (etc / "systemd/system" / timer).symlink_to("/dev/null")
     (etc / "systemd/network/80-container-host0.network").write_text(
         render_network_unit(ipaddress.IPv4Address(host["address"]), state["index"])
     )

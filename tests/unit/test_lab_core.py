@@ -197,6 +197,7 @@ def test_network_unit_sets_static_address_and_gateway() -> None:
     assert "Name=host0" in unit.splitlines()
     assert "Address=10.213.5.12/24" in unit.splitlines()
     assert "Gateway=10.213.5.1" in unit.splitlines()
+    assert "RequiredForOnline=routable" in unit.splitlines()
     assert "DHCP" not in unit
 
 
