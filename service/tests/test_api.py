@@ -253,3 +253,10 @@ def test_metrics_listener_has_spec_names(client, server: Server):
     ):
         assert name in text, name
     assert 'path="/api/v1/schemas"' in text
+
+
+def test_id_case_does_not_split_the_cache(client):
+    schema_id = register(client, subject(), CHAT).json()["id"]
+    assert client.get(f"/api/v1/schemas/{schema_id.upper()}").status_code == 200
+    assert client.delete(f"/api/v1/schemas/{schema_id}", headers=auth()).status_code == 200
+    assert client.get(f"/api/v1/schemas/{schema_id.upper()}").status_code == 404

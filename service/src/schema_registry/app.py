@@ -170,6 +170,7 @@ class Service:
         """The JSON of a schema by id: Redis first, then PostgreSQL (which fills Redis)."""
         if not _UUID.match(schema_id):
             raise ApiError(400, "INVALID_ID", "schema id must be a UUID", {"id": schema_id})
+        schema_id = schema_id.lower()  # one cache key per schema, whatever the caller's case
         cached = await self.cache.get(schema_id)
         if cached is not None:
             return cached
@@ -372,6 +373,7 @@ async def delete_schema(request: Request) -> Response:
     schema_id = request.path_params["schema_id"]
     if not _UUID.match(schema_id):
         raise ApiError(400, "INVALID_ID", "schema id must be a UUID", {"id": schema_id})
+    schema_id = schema_id.lower()
     permanent = _query_bool(request, "permanent")
     if not await service.store.delete(schema_id, permanent, actor):
         raise ApiError(404, "SCHEMA_NOT_FOUND", f"no schema with id {schema_id}")
