@@ -54,6 +54,18 @@ def assert_close_above(values: list[float], configured: float) -> None:
     assert ordered[-1] <= configured + MAX_SLACK_S, ordered
 
 
+def measured(run, check, attempts: int = 3) -> None:
+    """Run ``check(run())``; on a timing miss try again (a shared machine can starve
+    any process for a moment). A client that is wrong every time still fails."""
+    for attempt in range(attempts):
+        try:
+            check(run())
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+
+
 def only_ok(result: dict) -> list[dict]:
     assert result["summary"]["failed"] == 0, result["summary"]["errors_by_type"]
     return result["run"]["requests"]
@@ -61,17 +73,21 @@ def only_ok(result: dict) -> list[dict]:
 
 def test_chat_stream_measures_configured_ttft_itl_e2e_and_exact_tokens(base_url):
     mock = {"ttft_ms": 80, "itl_ms": 10, "output_tokens": 12}
-    records = only_ok(bench(base_url, mock, num_requests=4, concurrency=2))
-    assert len(records) == 4
-    assert_close_above([r["ttft_s"] for r in records], 0.080)
-    assert_close_above([r["e2e_s"] for r in records], 0.080 + 11 * 0.010)
-    for r in records:
-        assert r["output_tokens"] == 12 and r["output_tokens_source"] == "usage"
-        assert r["content_chunks"] == 12  # the role-only first chunk is not content
-        assert len(r["itl_s"]) == 11
-        assert sum(r["itl_s"]) / 11 == pytest.approx(0.010, abs=0.002)
-        assert r["tpot_s"] == pytest.approx((r["e2e_s"] - r["ttft_s"]) / 11)
-        assert r["finish_reason"] == "length"
+
+    def check(result: dict) -> None:
+        records = only_ok(result)
+        assert len(records) == 4
+        assert_close_above([r["ttft_s"] for r in records], 0.080)
+        assert_close_above([r["e2e_s"] for r in records], 0.080 + 11 * 0.010)
+        for r in records:
+            assert r["output_tokens"] == 12 and r["output_tokens_source"] == "usage"
+            assert r["content_chunks"] == 12  # the role-only first chunk is not content
+            assert len(r["itl_s"]) == 11
+            assert sum(r["itl_s"]) / 11 == pytest.approx(0.010, abs=0.002)
+            assert r["tpot_s"] == pytest.approx((r["e2e_s"] - r["ttft_s"]) / 11)
+            assert r["finish_reason"] == "length"
+
+    measured(lambda: bench(base_url, mock, num_requests=4, concurrency=2), check)
 
 
 def test_role_only_first_chunk_does_not_count_as_first_token(base_url):
@@ -92,22 +108,29 @@ def test_completions_without_usage_counts_tokens_and_marks_them_approximate(base
 
 def test_anthropic_messages_stream_is_measured_with_exact_usage(base_url):
     mock = {"ttft_ms": 60, "itl_ms": 8, "output_tokens": 6, "prompt_tokens": 21}
-    result = bench(base_url.removesuffix("/v1"), mock, api="anthropic_messages",
-                   api_key="sk-test", num_requests=4, concurrency=2)
-    records = only_ok(result)
-    assert_close_above([r["ttft_s"] for r in records], 0.060)
-    for r in records:
-        assert (r["output_tokens"], r["input_tokens"]) == (6, 21)
-        assert r["input_tokens_source"] == "usage"
-        assert r["finish_reason"] == "max_tokens"
+
+    def check(result: dict) -> None:
+        records = only_ok(result)
+        assert_close_above([r["ttft_s"] for r in records], 0.060)
+        for r in records:
+            assert (r["output_tokens"], r["input_tokens"]) == (6, 21)
+            assert r["input_tokens_source"] == "usage"
+            assert r["finish_reason"] == "max_tokens"
+
+    measured(lambda: bench(base_url.removesuffix("/v1"), mock, api="anthropic_messages",
+                           api_key="sk-test", num_requests=4, concurrency=2), check)
 
 
 def test_bundled_chunks_keep_exact_token_counts_and_per_token_tpot(base_url):
     mock = {"ttft_ms": 40, "itl_ms": 20, "output_tokens": 16, "tokens_per_chunk": 4}
-    (r,) = only_ok(bench(base_url, mock, num_requests=1))
-    assert (r["output_tokens"], r["content_chunks"]) == (16, 4)
-    # 3 gaps of 20 ms spread over 15 tokens after the first
-    assert r["tpot_s"] == pytest.approx(0.060 / 15, abs=0.002)
+
+    def check(result: dict) -> None:
+        (r,) = only_ok(result)
+        assert (r["output_tokens"], r["content_chunks"]) == (16, 4)
+        # 3 gaps of 20 ms spread over 15 tokens after the first
+        assert r["tpot_s"] == pytest.approx(0.060 / 15, abs=0.002)
+
+    measured(lambda: bench(base_url, mock, num_requests=1), check)
 
 
 def test_request_and_extra_body_reach_the_server(base_url):
@@ -171,11 +194,15 @@ def test_unreachable_endpoint_is_a_connection_error():
 
 def test_constant_rate_mode_achieves_the_requested_rate(base_url):
     mock = {"ttft_ms": 5, "itl_ms": 2, "output_tokens": 4}
-    result = bench(base_url, mock, mode="constant", rate=40.0, num_requests=30)
-    summary = result["summary"]
-    assert summary["succeeded"] == 30
-    assert summary["achieved_send_rate"] == pytest.approx(40.0, rel=0.1)
-    assert summary["scheduling_lag_s"]["p50"] < 0.020
+
+    def check(result: dict) -> None:
+        summary = result["summary"]
+        assert summary["succeeded"] == 30
+        assert summary["achieved_send_rate"] == pytest.approx(40.0, rel=0.1)
+        assert summary["scheduling_lag_s"]["p50"] < 0.020
+
+    measured(lambda: bench(base_url, mock, mode="constant", rate=40.0, num_requests=30),
+             check)
 
 
 def test_poisson_mode_sends_every_planned_request(base_url):
@@ -189,14 +216,17 @@ def test_poisson_mode_sends_every_planned_request(base_url):
 
 def test_two_worker_processes_share_the_load_and_the_start_time(base_url):
     mock = {"ttft_ms": 30, "itl_ms": 3, "output_tokens": 4}
-    result = bench(base_url, mock, num_requests=8, concurrency=4, workers=2,
-                   warmup_requests=2)
-    records = only_ok(result)
-    assert {r["worker"] for r in records} == {0, 1}
-    assert sorted(r["index"] for r in records) == list(range(8))
-    assert result["run"]["workers"] == 2
-    assert min(r["send_offset_s"] for r in records) < 0.05
-    assert_close_above([r["ttft_s"] for r in records], 0.030)
+
+    def check(result: dict) -> None:
+        records = only_ok(result)
+        assert {r["worker"] for r in records} == {0, 1}
+        assert sorted(r["index"] for r in records) == list(range(8))
+        assert result["run"]["workers"] == 2
+        assert min(r["send_offset_s"] for r in records) < 0.05
+        assert_close_above([r["ttft_s"] for r in records], 0.030)
+
+    measured(lambda: bench(base_url, mock, num_requests=8, concurrency=4, workers=2,
+                           warmup_requests=2), check)
 
 
 def test_synthetic_prompts_have_the_requested_length(base_url):
