@@ -14,14 +14,15 @@ LABCTL    := python3 lab/labctl.py
 # one monitoring host that also runs the scheduled benchmarks.
 LAB_HOSTS ?= --host registry1:registry --host registry2:registry --host data1:db,cache \
              --host lb1:lb --host mon1:monitoring,bench
-SCENARIOS ?= lab_smoke all_in_one multi_host release monitoring benchmark
+SCENARIOS ?= lab_smoke data_stores all_in_one multi_host release monitoring benchmark
+MOLECULE_JOBS ?= 2
 
 APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \
                 postgresql redis-server haproxy prometheus prometheus-alertmanager \
                 prometheus-pushgateway wrk python3-venv git make
 
-.PHONY: help deps venv service-venv lab-up lab-down artifact artifacts deploy status demo \
-        test lint unit service-test molecule rules-test clean
+.PHONY: help deps venv service-venv lab-up lab-down artifact deploy status demo \
+        test lint unit lab-test service-test molecule rules-test clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -73,6 +74,9 @@ lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every mo
 unit: venv ## Unit tests of modules, module_utils and the lab tool
 	pytest -q tests/unit
 
+lab-test: venv ## The lab tool's own end-to-end tests (boots and removes real hosts)
+	pytest -q -p no:cacheprovider lab/tests
+
 rules-test: ## promtool unit tests of every alert rule
 	promtool test rules tests/prometheus_rules/*.yml
 
@@ -81,10 +85,10 @@ service-test: ## The registry service's tests against real PostgreSQL and Redis
 	bash service/scripts/test-services.sh start
 	service/.venv/bin/pytest -q service/tests
 
-molecule: venv ## Every Molecule scenario on lab hosts
-	set -e; for s in $(SCENARIOS); do echo "=== molecule scenario $$s"; molecule test -s $$s; done
+molecule: venv ## Every Molecule scenario on lab hosts ($(MOLECULE_JOBS) at a time, logs in .cache/molecule-logs)
+	@bash tests/run_molecule.sh $(MOLECULE_JOBS) $(SCENARIOS)
 
-test: deps venv lint unit rules-test service-test molecule ## Everything CI runs (installs what it needs first)
+test: deps venv lint unit rules-test lab-test service-test molecule ## Everything CI runs (installs what it needs first)
 
 clean: ## Remove build outputs (not the lab)
 	rm -rf dist build .cache

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs Molecule scenarios, JOBS at a time (each scenario boots its own lab, so they
+# do not share hosts), keeps each scenario's log, prints the log of any that failed
+# and a closing "molecule: N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+jobs=$1; shift
+logs=.cache/molecule-logs
+mkdir -p "$logs"
+rm -f "$logs"/*.result
+
+run_one() {
+  local scenario=$1 start=$SECONDS
+  if molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then
+    echo "pass $(( SECONDS - start ))" >"$logs/$scenario.result"
+    echo "=== PASS $scenario ($(( SECONDS - start )) s)"
+  else
+    echo "fail $(( SECONDS - start ))" >"$logs/$scenario.result"
+    echo "=== FAIL $scenario ($(( SECONDS - start )) s): last lines of $logs/$scenario.log"
+    tail -n 120 "$logs/$scenario.log"
+  fi
+}
+export -f run_one
+export logs
+
+printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
+
+passed=$(grep -l '^pass' "$logs"/*.result 2>/dev/null | wc -l)
+failed=$(( $# - passed ))
+echo "molecule: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
