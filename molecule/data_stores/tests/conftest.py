@@ -19,7 +19,7 @@ PROJECT_DIR = SCENARIO_DIR.parent.parent
 
 @pytest.fixture(scope="session")
 def secrets() -> dict[str, str]:
-    with open(SCENARIO_DIR / "test_secrets.yml", encoding="utf-8") as handle:
+    with open(SCENARIO_DIR / "vars" / "test_secrets.yml", encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
