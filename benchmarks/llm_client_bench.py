@@ -59,41 +59,69 @@ def error_stats(values_s: list[float]) -> dict:
     if not values_s:
         return {"count": 0}
     d = stats.describe(values_s)
-    return {"count": d["count"], "p50_ms": d["p50"] * 1e3, "p99_ms": d["p99"] * 1e3,
-            "mean_ms": d["mean"] * 1e3, "max_ms": d["max"] * 1e3}
+    return {
+        "count": d["count"],
+        "p50_ms": d["p50"] * 1e3,
+        "p99_ms": d["p99"] * 1e3,
+        "mean_ms": d["mean"] * 1e3,
+        "max_ms": d["max"] * 1e3,
+    }
 
 
 def ours_concurrency(url: str, concurrency: int, requests: int) -> dict:
-    result = engine.benchmark({
-        "base_url": url, "model": "mock-model", "synthetic_prompt_tokens": 16,
-        "max_tokens": TOKENS, "concurrency": concurrency, "num_requests": requests,
-        "warmup_requests": min(concurrency, 64), "request_timeout_s": 30})
+    result = engine.benchmark(
+        {
+            "base_url": url,
+            "model": "mock-model",
+            "synthetic_prompt_tokens": 16,
+            "max_tokens": TOKENS,
+            "concurrency": concurrency,
+            "num_requests": requests,
+            "warmup_requests": min(concurrency, 64),
+            "request_timeout_s": 30,
+        }
+    )
     ok = [r for r in result["run"]["requests"] if r["error_type"] is None]
     return {
-        "requests": len(result["run"]["requests"]), "succeeded": len(ok),
+        "requests": len(result["run"]["requests"]),
+        "succeeded": len(ok),
         "workers": result["run"]["workers"],
         "ttft_error": error_stats([r["ttft_s"] - TTFT_S for r in ok]),
         "itl_error": error_stats([g - ITL_S for r in ok for g in r["itl_s"]]),
         "itl_mean_per_request_error": error_stats(
-            [sum(r["itl_s"]) / len(r["itl_s"]) - ITL_S for r in ok if r["itl_s"]]),
+            [sum(r["itl_s"]) / len(r["itl_s"]) - ITL_S for r in ok if r["itl_s"]]
+        ),
         "scheduling_lag": error_stats([r["lag_s"] for r in result["run"]["requests"]]),
         "tokens_exact": all(r["output_tokens"] == TOKENS for r in ok),
     }
 
 
 def ours_rate(url: str, rate: float, duration: float) -> dict:
-    result = engine.benchmark({
-        "base_url": url, "model": "mock-model", "synthetic_prompt_tokens": 16,
-        "max_tokens": TOKENS, "mode": "constant", "rate": rate, "duration_s": duration,
-        "request_timeout_s": 30})
+    result = engine.benchmark(
+        {
+            "base_url": url,
+            "model": "mock-model",
+            "synthetic_prompt_tokens": 16,
+            "max_tokens": TOKENS,
+            "mode": "constant",
+            "rate": rate,
+            "duration_s": duration,
+            "request_timeout_s": 30,
+        }
+    )
     summary = result["summary"]
-    return {"requested_rate": rate, "achieved_rate": summary["achieved_send_rate"],
-            "achieved_ratio": (summary["achieved_send_rate"] or 0) / rate,
-            "requests": summary["requests"], "succeeded": summary["succeeded"],
-            "workers": result["run"]["workers"],
-            "scheduling_lag": error_stats([r["lag_s"] for r in result["run"]["requests"]]),
-            "ttft_error": error_stats([r["ttft_s"] - TTFT_S for r in result["run"]["requests"]
-                                       if r["error_type"] is None])}
+    return {
+        "requested_rate": rate,
+        "achieved_rate": summary["achieved_send_rate"],
+        "achieved_ratio": (summary["achieved_send_rate"] or 0) / rate,
+        "requests": summary["requests"],
+        "succeeded": summary["succeeded"],
+        "workers": result["run"]["workers"],
+        "scheduling_lag": error_stats([r["lag_s"] for r in result["run"]["requests"]]),
+        "ttft_error": error_stats(
+            [r["ttft_s"] - TTFT_S for r in result["run"]["requests"] if r["error_type"] is None]
+        ),
+    }
 
 
 def guidellm_available() -> str | None:
@@ -104,15 +132,27 @@ def guidellm_available() -> str | None:
 
 def guidellm_run(url: str, workdir: Path, profile: str, constraint: str) -> dict:
     out = workdir / f"guidellm-{len(list(workdir.iterdir()))}.json"
-    command = [str(GUIDELLM / "guidellm"), "run",
-               "--backend", f"kind=openai_http,target={url.removesuffix('/v1')},model=mock-model",
-               "--tokenizer", f"kind=huggingface_auto,model={workdir / 'tokenizer'}",
-               "--profile", profile, "--constraint", constraint,
-               "--data", f"kind=synthetic_text,prompt_tokens=16,output_tokens={TOKENS}",
-               "--output", f"kind=json,path={out}", "--disable-progress"]
+    command = [
+        str(GUIDELLM / "guidellm"),
+        "run",
+        "--backend",
+        f"kind=openai_http,target={url.removesuffix('/v1')},model=mock-model",
+        "--tokenizer",
+        f"kind=huggingface_auto,model={workdir / 'tokenizer'}",
+        "--profile",
+        profile,
+        "--constraint",
+        constraint,
+        "--data",
+        f"kind=synthetic_text,prompt_tokens=16,output_tokens={TOKENS}",
+        "--output",
+        f"kind=json,path={out}",
+        "--disable-progress",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(  # noqa: S603 - fixed argv, our own paths
-        command, capture_output=True, text=True, timeout=600, env=env, check=False)
+        command, capture_output=True, text=True, timeout=600, env=env, check=False
+    )
     if done.returncode != 0 or not out.exists():
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
         return {"error": f"guidellm exited {done.returncode}: {tail[0][:200]}"}
@@ -125,16 +165,29 @@ def guidellm_run(url: str, workdir: Path, profile: str, constraint: str) -> dict
         "succeeded": len(ok),
         "ttft_error": error_stats([r["time_to_first_token_ms"] / 1e3 - TTFT_S for r in ok]),
         "itl_mean_per_request_error": error_stats(
-            [r["inter_token_latency_ms"] / 1e3 - ITL_S for r in ok
-             if r["inter_token_latency_ms"] is not None]),
+            [
+                r["inter_token_latency_ms"] / 1e3 - ITL_S
+                for r in ok
+                if r["inter_token_latency_ms"] is not None
+            ]
+        ),
         "achieved_rate": achieved,
         "tokens_exact": all(r["output_tokens"] == TOKENS for r in ok),
     }
 
 
 def make_tokenizer(workdir: Path) -> None:
-    subprocess.run([str(GUIDELLM / "python"), "-c", _TOKENIZER_SCRIPT,  # noqa: S603 - fixed argv
-                    str(workdir / "tokenizer")], check=True, capture_output=True)
+    # Fixed argv: GuideLLM's own venv python and our script, no shell.
+    subprocess.run(  # noqa: S603
+        [
+            str(GUIDELLM / "python"),
+            "-c",
+            _TOKENIZER_SCRIPT,
+            str(workdir / "tokenizer"),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def fmt(d: dict | None, key: str = "ttft_error") -> str:
@@ -151,51 +204,90 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--no-guidellm", action="store_true")
     parser.add_argument("--server-workers", type=int, default=1)
-    parser.add_argument("--only", choices=["concurrency", "constant_rate"],
-                        help="run one section and update it in the saved results")
+    parser.add_argument(
+        "--only",
+        choices=["concurrency", "constant_rate"],
+        help="run one section and update it in the saved results",
+    )
     args = parser.parse_args()
     skip = "skipped (--no-guidellm)" if args.no_guidellm else guidellm_available()
     scale = 0.25 if args.quick else 1.0
-    plan = [(1, max(5, int(20 * scale))), (64, max(64, int(256 * scale))),
-            (256, max(256, int(768 * scale)))]
+    plan = [
+        (1, max(5, int(20 * scale))),
+        (64, max(64, int(256 * scale))),
+        (256, max(256, int(768 * scale))),
+    ]
     rates = [(20.0, 5.0), (100.0, 5.0), (200.0, 5.0)]
     results: dict = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_before": os.getloadavg()},
-        "mock": {"ttft_s": TTFT_S, "itl_s": ITL_S, "output_tokens": TOKENS,
-                 "server_workers": args.server_workers},
-        "concurrency": [], "constant_rate": [], "guidellm": skip or "ran",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_before": os.getloadavg(),
+        },
+        "mock": {
+            "ttft_s": TTFT_S,
+            "itl_s": ITL_S,
+            "output_tokens": TOKENS,
+            "server_workers": args.server_workers,
+        },
+        "concurrency": [],
+        "constant_rate": [],
+        "guidellm": skip or "ran",
     }
     if args.only:
         plan = plan if args.only == "concurrency" else []
         rates = rates if args.only == "constant_rate" else []
-    with tempfile.TemporaryDirectory() as tmp, running(
-            "--ttft-ms", str(TTFT_S * 1e3), "--itl-ms", str(ITL_S * 1e3),
-            "--output-tokens", str(TOKENS), "--usage", "on",
-            "--workers", str(args.server_workers)) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running(
+            "--ttft-ms",
+            str(TTFT_S * 1e3),
+            "--itl-ms",
+            str(ITL_S * 1e3),
+            "--output-tokens",
+            str(TOKENS),
+            "--usage",
+            "on",
+            "--workers",
+            str(args.server_workers),
+        ) as url,
+    ):
         workdir = Path(tmp)
         if not skip:
             make_tokenizer(workdir)
         for concurrency, requests in plan:
-            row = {"concurrency": concurrency, "requests": requests,
-                   "ours": ours_concurrency(url, concurrency, requests)}
+            row = {
+                "concurrency": concurrency,
+                "requests": requests,
+                "ours": ours_concurrency(url, concurrency, requests),
+            }
             if not skip:
                 row["guidellm"] = guidellm_run(
-                    url, workdir, f"kind=concurrent,streams={concurrency}",
-                    f"kind=max_requests,count={requests}")
+                    url,
+                    workdir,
+                    f"kind=concurrent,streams={concurrency}",
+                    f"kind=max_requests,count={requests}",
+                )
             results["concurrency"].append(row)
-            print(f"c={concurrency:4d} TTFT err ms ours {fmt(row['ours'])} | "
-                  f"guidellm {fmt(row.get('guidellm'))}", flush=True)
+            print(
+                f"c={concurrency:4d} TTFT err ms ours {fmt(row['ours'])} | "
+                f"guidellm {fmt(row.get('guidellm'))}",
+                flush=True,
+            )
         for rate, duration in rates:
             row = {"rate": rate, "duration_s": duration, "ours": ours_rate(url, rate, duration)}
             if not skip:
                 row["guidellm"] = guidellm_run(
-                    url, workdir, f"kind=constant,rate={rate}",
-                    f"kind=max_duration,seconds={duration}")
+                    url,
+                    workdir,
+                    f"kind=constant,rate={rate}",
+                    f"kind=max_duration,seconds={duration}",
+                )
             results["constant_rate"].append(row)
-            print(f"rate={rate:5.0f}/s achieved ours {row['ours']['achieved_rate']:.2f}",
-                  flush=True)
+            print(
+                f"rate={rate:5.0f}/s achieved ours {row['ours']['achieved_rate']:.2f}", flush=True
+            )
     results["machine"]["loadavg_after"] = os.getloadavg()
     if args.only and RESULTS.exists():
         saved = json.loads(RESULTS.read_text())
@@ -211,26 +303,37 @@ def main() -> int:
 
 def print_table(results: dict) -> None:
     print("\nClient error vs configured (TTFT 200 ms, 64 tokens, ITL 20 ms), milliseconds")
-    print(f"{'conc':>5} | {'ours TTFT':>24} | {'ours ITL (each gap)':>24} | "
-          f"{'ours ITL (req mean)':>24} | {'guidellm TTFT':>24} | {'guidellm ITL (req mean)':>24}")
+    print(
+        f"{'conc':>5} | {'ours TTFT':>24} | {'ours ITL (each gap)':>24} | "
+        f"{'ours ITL (req mean)':>24} | {'guidellm TTFT':>24} | {'guidellm ITL (req mean)':>24}"
+    )
     for row in results["concurrency"]:
         g = row.get("guidellm")
-        print(f"{row['concurrency']:>5} | {fmt(row['ours']):>24} | "
-              f"{fmt(row['ours'], 'itl_error'):>24} | "
-              f"{fmt(row['ours'], 'itl_mean_per_request_error'):>24} | "
-              f"{fmt(g) if g else results['guidellm'][:24]:>24} | "
-              f"{fmt(g, 'itl_mean_per_request_error') if g else '':>24}")
+        print(
+            f"{row['concurrency']:>5} | {fmt(row['ours']):>24} | "
+            f"{fmt(row['ours'], 'itl_error'):>24} | "
+            f"{fmt(row['ours'], 'itl_mean_per_request_error'):>24} | "
+            f"{fmt(g) if g else results['guidellm'][:24]:>24} | "
+            f"{fmt(g, 'itl_mean_per_request_error') if g else '':>24}"
+        )
     print("\nConstant rate: requested vs achieved send rate (req/s)")
     for row in results["constant_rate"]:
         ours = row["ours"]
         g = row.get("guidellm") or {}
-        gtext = (f"{g['achieved_rate']:.2f}" if g.get("achieved_rate") else
-                 g.get("error", results["guidellm"])[:40])
-        print(f"{row['rate']:>7.1f} | ours {ours['achieved_rate'] or 0:8.2f} "
-              f"({ours['achieved_ratio']:.1%}, lag p99 "
-              f"{ours['scheduling_lag'].get('p99_ms', 0):.2f} ms) | guidellm {gtext}")
-    print(f"\nload average before {results['machine']['loadavg_before']}, "
-          f"after {results['machine']['loadavg_after']}")
+        gtext = (
+            f"{g['achieved_rate']:.2f}"
+            if g.get("achieved_rate")
+            else g.get("error", results["guidellm"])[:40]
+        )
+        print(
+            f"{row['rate']:>7.1f} | ours {ours['achieved_rate'] or 0:8.2f} "
+            f"({ours['achieved_ratio']:.1%}, lag p99 "
+            f"{ours['scheduling_lag'].get('p99_ms', 0):.2f} ms) | guidellm {gtext}"
+        )
+    print(
+        f"\nload average before {results['machine']['loadavg_before']}, "
+        f"after {results['machine']['loadavg_after']}"
+    )
 
 
 if __name__ == "__main__":

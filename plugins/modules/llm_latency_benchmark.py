@@ -343,8 +343,11 @@ def _error_rate_check(module: AnsibleModule, summary: dict, result: dict) -> Non
         return
     rate = summary["failed"] / summary["requests"]
     if rate > limit:
-        module.fail_json(msg=f"error rate {rate:.1%} is above fail_on_error_rate "
-                             f"{limit:.1%}: {summary['errors_by_type']}", **result)
+        module.fail_json(
+            msg=f"error rate {rate:.1%} is above fail_on_error_rate "
+            f"{limit:.1%}: {summary['errors_by_type']}",
+            **result,
+        )
 
 
 def _merge(module: AnsibleModule, outputs: dict) -> None:
@@ -352,8 +355,10 @@ def _merge(module: AnsibleModule, outputs: dict) -> None:
     runs, settings = [], None
     for number, part in enumerate(parts):
         if "run" not in part or "settings" not in part:
-            module.fail_json(msg=f"merge item {number} has no 'run'/'settings': register "
-                                 "the per-host task and run it with return_samples: true")
+            module.fail_json(
+                msg=f"merge item {number} has no 'run'/'settings': register "
+                "the per-host task and run it with return_samples: true"
+            )
         runs.append(part["run"])
         settings = settings or part["settings"]
     try:
@@ -361,8 +366,7 @@ def _merge(module: AnsibleModule, outputs: dict) -> None:
     except ValueError as exc:
         module.fail_json(msg=f"cannot merge: {exc}")
     # the settings come from our own per-host results (keys already hidden)
-    cfg = {**config_mod.DEFAULTS, **{k: v for k, v in settings.items()
-                                    if k in config_mod.DEFAULTS}}
+    cfg = {**config_mod.DEFAULTS, **{k: v for k, v in settings.items() if k in config_mod.DEFAULTS}}
     if module.check_mode:
         summary = stats.summarize(merged, cfg["goodput"])
         module.exit_json(changed=False, summary=summary, published={}, host=merged["host"])
@@ -370,9 +374,13 @@ def _merge(module: AnsibleModule, outputs: dict) -> None:
         done = engine.publish(merged, cfg, outputs)
     except (OSError, RuntimeError, ValueError) as exc:
         module.fail_json(msg=f"merged results could not be published: {exc}")
-    result = {"changed": bool(done["published"]), "summary": done["summary"],
-              "published": done["published"], "host": merged["host"],
-              "settings": config_mod.public(cfg)}
+    result = {
+        "changed": bool(done["published"]),
+        "summary": done["summary"],
+        "published": done["published"],
+        "host": merged["host"],
+        "settings": config_mod.public(cfg),
+    }
     if module.params["return_samples"]:
         result["run"] = merged
     _error_rate_check(module, done["summary"], result)
@@ -380,10 +388,14 @@ def _merge(module: AnsibleModule, outputs: dict) -> None:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                           mutually_exclusive=[("prompts", "prompts_file",
-                                                "synthetic_prompt_tokens"),
-                                               ("num_requests", "duration_s")])
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+        mutually_exclusive=[
+            ("prompts", "prompts_file", "synthetic_prompt_tokens"),
+            ("num_requests", "duration_s"),
+        ],
+    )
     params = module.params
     try:
         outputs = engine.check_outputs({k: params[k] for k in OUTPUT_KEYS})
@@ -409,11 +421,19 @@ def main() -> None:
     try:
         done = engine.publish(run, cfg, outputs)
     except (OSError, RuntimeError, ValueError) as exc:
-        module.fail_json(msg=f"results could not be published: {exc}", plan=plan,
-                         summary=stats.summarize(run, cfg["goodput"]))
-    result = {"changed": bool(done["published"]), "plan": plan, "summary": done["summary"],
-              "published": done["published"], "host": run["host"],
-              "settings": config_mod.public(cfg)}
+        module.fail_json(
+            msg=f"results could not be published: {exc}",
+            plan=plan,
+            summary=stats.summarize(run, cfg["goodput"]),
+        )
+    result = {
+        "changed": bool(done["published"]),
+        "plan": plan,
+        "summary": done["summary"],
+        "published": done["published"],
+        "host": run["host"],
+        "settings": config_mod.public(cfg),
+    }
     if params["return_samples"]:
         result["run"] = run
     _error_rate_check(module, done["summary"], result)

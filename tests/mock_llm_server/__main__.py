@@ -9,17 +9,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="mock_llm_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18080)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes sharing the listening socket")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the listening socket"
+    )
     parser.add_argument("--ttft-ms", type=float, default=MockConfig.ttft_ms)
     parser.add_argument("--itl-ms", type=float, default=MockConfig.itl_ms)
     parser.add_argument("--output-tokens", type=int, default=MockConfig.output_tokens)
-    parser.add_argument("--usage", choices=["auto", "on", "off"], default="auto",
-                        help="auto follows stream_options.include_usage")
+    parser.add_argument(
+        "--usage",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="auto follows stream_options.include_usage",
+    )
     args = parser.parse_args()
     usage = {"auto": None, "on": True, "off": False}[args.usage]
-    defaults = MockConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
-                          output_tokens=args.output_tokens, usage=usage)
+    defaults = MockConfig(
+        ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens, usage=usage
+    )
     serve(args.host, args.port, defaults, workers=args.workers)
 
 

@@ -48,7 +48,9 @@ def running(*args: str) -> Iterator[str]:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "mock_llm_server", "--port", str(port), *args],
-            cwd=os.path.dirname(_HERE), stderr=subprocess.PIPE)
+            cwd=os.path.dirname(_HERE),
+            stderr=subprocess.PIPE,
+        )
         try:
             _wait_listening(port, proc)
         except RuntimeError:

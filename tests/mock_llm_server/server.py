@@ -89,8 +89,9 @@ def _sse(data: dict | str, event: str | None = None) -> bytes:
 class _Stream:
     """Builds the SSE events of one response for one API."""
 
-    def __init__(self, api: str, model: str, cfg: MockConfig, prompt_tokens: int,
-                 usage: bool) -> None:
+    def __init__(
+        self, api: str, model: str, cfg: MockConfig, prompt_tokens: int, usage: bool
+    ) -> None:
         self.api = api
         self.model = model
         self.cfg = cfg
@@ -102,57 +103,116 @@ class _Stream:
         if self.api == "chat" and self.cfg.role_first_chunk:
             return [_sse(self._chat_chunk({"role": "assistant", "content": ""}, None))]
         if self.api == "messages":
-            start = {"type": "message_start", "message": {
-                "id": self.id, "type": "message", "role": "assistant", "model": self.model,
-                "content": [], "stop_reason": None,
-                "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1}}}
-            block = {"type": "content_block_start", "index": 0,
-                     "content_block": {"type": "text", "text": ""}}
+            start = {
+                "type": "message_start",
+                "message": {
+                    "id": self.id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
+                },
+            }
+            block = {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
             return [_sse(start, "message_start"), _sse(block, "content_block_start")]
         return []
 
     def _chat_chunk(self, delta: dict, finish: str | None) -> dict:
-        return {"id": self.id, "object": "chat.completion.chunk", "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     def content(self, ntokens: int) -> bytes:
         text = WORD * ntokens
         if self.api == "chat":
             return _sse(self._chat_chunk({"content": text}, None))
         if self.api == "completions":
-            return _sse({"id": self.id, "object": "text_completion", "model": self.model,
-                         "choices": [{"index": 0, "text": text, "finish_reason": None}]})
-        return _sse({"type": "content_block_delta", "index": 0,
-                     "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+            return _sse(
+                {
+                    "id": self.id,
+                    "object": "text_completion",
+                    "model": self.model,
+                    "choices": [{"index": 0, "text": text, "finish_reason": None}],
+                }
+            )
+        return _sse(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+            "content_block_delta",
+        )
 
     def closing(self, produced: int) -> list[bytes]:
         finish = self.cfg.finish_reason
-        usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": produced,
-                 "total_tokens": self.prompt_tokens + produced}
+        usage = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": produced,
+            "total_tokens": self.prompt_tokens + produced,
+        }
         if self.api == "messages":
             stop = "max_tokens" if finish == "length" else "end_turn"
-            return [_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-                    _sse({"type": "message_delta",
-                          "delta": {"stop_reason": stop, "stop_sequence": None},
-                          "usage": {"output_tokens": produced}}, "message_delta"),
-                    _sse({"type": "message_stop"}, "message_stop")]
+            return [
+                _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                _sse(
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop, "stop_sequence": None},
+                        "usage": {"output_tokens": produced},
+                    },
+                    "message_delta",
+                ),
+                _sse({"type": "message_stop"}, "message_stop"),
+            ]
         if self.api == "chat":
             events = [_sse(self._chat_chunk({}, finish))]
         else:
-            events = [_sse({"id": self.id, "object": "text_completion", "model": self.model,
-                            "choices": [{"index": 0, "text": "", "finish_reason": finish}]})]
+            events = [
+                _sse(
+                    {
+                        "id": self.id,
+                        "object": "text_completion",
+                        "model": self.model,
+                        "choices": [{"index": 0, "text": "", "finish_reason": finish}],
+                    }
+                )
+            ]
         if self.usage:
-            events.append(_sse({"id": self.id, "object": "chat.completion.chunk",
-                                "model": self.model, "choices": [], "usage": usage}))
+            events.append(
+                _sse(
+                    {
+                        "id": self.id,
+                        "object": "chat.completion.chunk",
+                        "model": self.model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            )
         events.append(_sse("[DONE]"))
         return events
 
 
-STATIC = {"/health": b'{"status":"ok"}',
-          "/v1/models": b'{"object":"list","data":[{"id":"mock-model","object":"model",'
-                        b'"owned_by":"mock"}]}'}
-ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
-          "/v1/messages": "messages"}
+STATIC = {
+    "/health": b'{"status":"ok"}',
+    "/v1/models": b'{"object":"list","data":[{"id":"mock-model","object":"model",'
+    b'"owned_by":"mock"}]}',
+}
+ROUTES = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/messages": "messages",
+}
 
 
 class MockServer:
@@ -164,8 +224,9 @@ class MockServer:
         self.last_request: dict | None = None
         self._server: asyncio.AbstractServer | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0,
-                    sock: socket.socket | None = None) -> int:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None
+    ) -> int:
         if sock is not None:
             self._server = await asyncio.start_server(self._handle, sock=sock)
         else:
@@ -198,8 +259,9 @@ class MockServer:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _respond(self, writer: asyncio.StreamWriter, received: float,
-                       request: tuple[str, str, dict, bytes]) -> bool:
+    async def _respond(
+        self, writer: asyncio.StreamWriter, received: float, request: tuple[str, str, dict, bytes]
+    ) -> bool:
         method, path, headers, body = request
         api = ROUTES.get(path.split("?", 1)[0])
         if method == "GET" and path in STATIC:  # health, and the model list clients ask for
@@ -220,33 +282,48 @@ class MockServer:
             await asyncio.sleep(3600)
             return False
         if cfg.http_status >= 400:
-            self._send_plain(writer, cfg.http_status,
-                             b'{"error":{"message":"mock error","type":"mock"}}')
+            self._send_plain(
+                writer, cfg.http_status, b'{"error":{"message":"mock error","type":"mock"}}'
+            )
             return True
         await self._stream(writer, received, api, payload, cfg)
         return not writer.transport.is_closing()
 
     @staticmethod
     def _send_plain(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
-        writer.write(b"HTTP/1.1 %d Mock\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))
+        writer.write(
+            b"HTTP/1.1 %d Mock\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+        )
 
-    async def _stream(self, writer: asyncio.StreamWriter, received: float, api: str,
-                      payload: dict, cfg: MockConfig) -> None:
+    async def _stream(
+        self,
+        writer: asyncio.StreamWriter,
+        received: float,
+        api: str,
+        payload: dict,
+        cfg: MockConfig,
+    ) -> None:
         prompt_tokens = cfg.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = len(json.dumps(payload.get("messages") or payload.get("prompt")
-                                           or "").split())
+            prompt_tokens = len(
+                json.dumps(payload.get("messages") or payload.get("prompt") or "").split()
+            )
         usage = cfg.usage
         if usage is None:
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         stream = _Stream(api, str(payload.get("model", "mock")), cfg, prompt_tokens, usage)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         for event in stream.opening():
             writer.write(event)
-        total = cfg.output_tokens if cfg.truncate_after is None else min(
-            cfg.truncate_after, cfg.output_tokens)
+        total = (
+            cfg.output_tokens
+            if cfg.truncate_after is None
+            else min(cfg.truncate_after, cfg.output_tokens)
+        )
         # One timer callback per event on absolute deadlines, bytes built up front:
         # far cheaper than a coroutine wake-up per token, so the mock stays on time
         # with hundreds of streams.

@@ -15,15 +15,26 @@ from mock_llm_server.process import running  # noqa: E402
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI), *args], capture_output=True, text=True,
-                          timeout=120, check=False, env=env)
+    return subprocess.run(
+        [sys.executable, str(CLI), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
 
 
 def test_check_refuses_a_bad_config_with_exit_2_and_names_the_setting(tmp_path):
     config = tmp_path / "bench.json"
-    config.write_text(json.dumps({"defaults": {"model": "m", "prompts": ["x"],
-                                               "num_requests": 1},
-                                  "endpoints": [{"endpoint": "a", "base_url": "ftp://x"}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "defaults": {"model": "m", "prompts": ["x"], "num_requests": 1},
+                "endpoints": [{"endpoint": "a", "base_url": "ftp://x"}],
+            }
+        )
+    )
     done = cli("--check", "--config", str(config))
     assert done.returncode == 2
     assert "endpoint a: base_url must be an http" in done.stderr
@@ -32,12 +43,23 @@ def test_check_refuses_a_bad_config_with_exit_2_and_names_the_setting(tmp_path):
 def test_config_runs_every_endpoint_then_merge_combines_the_result_files(tmp_path):
     with running("--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "3") as url:
         config = tmp_path / "bench.json"
-        config.write_text(json.dumps({
-            "defaults": {"base_url": url, "model": "mock-model", "prompts": ["x"],
-                         "num_requests": 3, "output_dir": str(tmp_path)},
-            "endpoints": [{"endpoint": "one", "output_name": "one"},
-                          {"endpoint": "two", "output_name": "two", "mode": "constant",
-                           "rate": 50}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "defaults": {
+                        "base_url": url,
+                        "model": "mock-model",
+                        "prompts": ["x"],
+                        "num_requests": 3,
+                        "output_dir": str(tmp_path),
+                    },
+                    "endpoints": [
+                        {"endpoint": "one", "output_name": "one"},
+                        {"endpoint": "two", "output_name": "two", "mode": "constant", "rate": 50},
+                    ],
+                }
+            )
+        )
         done = cli("--config", str(config), "--no-progress")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -50,8 +72,19 @@ def test_config_runs_every_endpoint_then_merge_combines_the_result_files(tmp_pat
 
 
 def test_api_key_comes_from_the_environment_never_the_command_line():
-    done = cli("--check", "--base-url", "http://127.0.0.1:1/v1", "--model", "m",
-               "--prompt", "x", "--num-requests", "1", "--api-key-env", "NO_SUCH_VAR_X",
-               env={"PATH": "/usr/bin:/bin"})
+    done = cli(
+        "--check",
+        "--base-url",
+        "http://127.0.0.1:1/v1",
+        "--model",
+        "m",
+        "--prompt",
+        "x",
+        "--num-requests",
+        "1",
+        "--api-key-env",
+        "NO_SUCH_VAR_X",
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 2
     assert "NO_SUCH_VAR_X is not set" in done.stderr

@@ -37,8 +37,14 @@ def base_url():
 
 
 def bench(base_url: str, mock: dict | None = None, **settings) -> dict:
-    cfg = {"base_url": base_url, "model": "mock-model", "prompts": ["hello there"],
-           "num_requests": 3, "request_timeout_s": 5.0, **settings}
+    cfg = {
+        "base_url": base_url,
+        "model": "mock-model",
+        "prompts": ["hello there"],
+        "num_requests": 3,
+        "request_timeout_s": 5.0,
+        **settings,
+    }
     if mock:
         cfg["headers"] = {"x-mock": json.dumps(mock)}
     return engine.benchmark(cfg)
@@ -117,8 +123,17 @@ def test_anthropic_messages_stream_is_measured_with_exact_usage(base_url):
             assert r["input_tokens_source"] == "usage"
             assert r["finish_reason"] == "max_tokens"
 
-    measured(lambda: bench(base_url.removesuffix("/v1"), mock, api="anthropic_messages",
-                           api_key="sk-test", num_requests=4, concurrency=2), check)
+    measured(
+        lambda: bench(
+            base_url.removesuffix("/v1"),
+            mock,
+            api="anthropic_messages",
+            api_key="sk-test",
+            num_requests=4,
+            concurrency=2,
+        ),
+        check,
+    )
 
 
 def test_bundled_chunks_keep_exact_token_counts_and_per_token_tpot(base_url):
@@ -135,8 +150,14 @@ def test_bundled_chunks_keep_exact_token_counts_and_per_token_tpot(base_url):
 
 def test_request_and_extra_body_reach_the_server(base_url):
     mock = {"ttft_ms": 1, "itl_ms": 1, "output_tokens": 2}
-    result = bench(base_url, mock, num_requests=1, api_key="sk-secret",
-                   extra_body={"min_tokens": 2, "ignore_eos": True}, max_tokens=7)
+    result = bench(
+        base_url,
+        mock,
+        num_requests=1,
+        api_key="sk-secret",
+        extra_body={"min_tokens": 2, "ignore_eos": True},
+        max_tokens=7,
+    )
     only_ok(result)
     assert result["settings"]["api_key"] == "********"
     assert "sk-secret" not in json.dumps(result)
@@ -144,8 +165,13 @@ def test_request_and_extra_body_reach_the_server(base_url):
 
 @pytest.mark.parametrize("mode", ["done", "eof"])
 def test_stream_cut_without_finish_reason_is_an_incomplete_stream_error(base_url, mode):
-    mock = {"ttft_ms": 10, "itl_ms": 2, "output_tokens": 8, "truncate_after": 3,
-            "truncate_mode": mode}
+    mock = {
+        "ttft_ms": 10,
+        "itl_ms": 2,
+        "output_tokens": 8,
+        "truncate_after": 3,
+        "truncate_mode": mode,
+    }
     result = bench(base_url, mock, num_requests=2)
     assert result["summary"]["errors_by_type"] == {"incomplete_stream": 2}
     assert result["summary"]["succeeded"] == 0
@@ -165,23 +191,37 @@ def test_non_json_chunk_is_a_malformed_chunk_error(base_url):
 
 def test_server_that_never_answers_times_out_without_hanging(base_url):
     start = time.monotonic()
-    result = bench(base_url, {"never_answer": True}, num_requests=3, concurrency=3,
-                   request_timeout_s=0.5)
+    result = bench(
+        base_url, {"never_answer": True}, num_requests=3, concurrency=3, request_timeout_s=0.5
+    )
     assert time.monotonic() - start < 3
     assert result["summary"]["errors_by_type"] == {"timeout": 3}
 
 
 def test_run_deadline_stops_a_duration_run_that_would_hang(base_url):
     start = time.monotonic()
-    result = bench(base_url, {"never_answer": True}, num_requests=None, duration_s=0.3,
-                   concurrency=2, request_timeout_s=30, max_run_s=1.0)
+    result = bench(
+        base_url,
+        {"never_answer": True},
+        num_requests=None,
+        duration_s=0.3,
+        concurrency=2,
+        request_timeout_s=30,
+        max_run_s=1.0,
+    )
     assert time.monotonic() - start < 3
     assert set(result["summary"]["errors_by_type"]) == {"deadline"}
 
 
 def test_requests_left_unsent_at_the_run_deadline_are_counted(base_url):
-    result = bench(base_url, {"never_answer": True}, num_requests=5, concurrency=1,
-                   request_timeout_s=30, max_run_s=0.5)
+    result = bench(
+        base_url,
+        {"never_answer": True},
+        num_requests=5,
+        concurrency=1,
+        request_timeout_s=30,
+        max_run_s=0.5,
+    )
     assert result["summary"]["errors_by_type"] == {"deadline": 1}
     assert result["summary"]["not_sent"] == 4
 
@@ -201,8 +241,7 @@ def test_constant_rate_mode_achieves_the_requested_rate(base_url):
         assert summary["achieved_send_rate"] == pytest.approx(40.0, rel=0.1)
         assert summary["scheduling_lag_s"]["p50"] < 0.020
 
-    measured(lambda: bench(base_url, mock, mode="constant", rate=40.0, num_requests=30),
-             check)
+    measured(lambda: bench(base_url, mock, mode="constant", rate=40.0, num_requests=30), check)
 
 
 def test_poisson_mode_sends_every_planned_request(base_url):
@@ -225,14 +264,15 @@ def test_two_worker_processes_share_the_load_and_the_start_time(base_url):
         assert min(r["send_offset_s"] for r in records) < 0.05
         assert_close_above([r["ttft_s"] for r in records], 0.030)
 
-    measured(lambda: bench(base_url, mock, num_requests=8, concurrency=4, workers=2,
-                           warmup_requests=2), check)
+    measured(
+        lambda: bench(base_url, mock, num_requests=8, concurrency=4, workers=2, warmup_requests=2),
+        check,
+    )
 
 
 def test_synthetic_prompts_have_the_requested_length(base_url):
     mock = {"ttft_ms": 1, "itl_ms": 1, "output_tokens": 2}
-    (r,) = only_ok(bench(base_url, mock, prompts=None, synthetic_prompt_tokens=50,
-                         num_requests=1))
+    (r,) = only_ok(bench(base_url, mock, prompts=None, synthetic_prompt_tokens=50, num_requests=1))
     # the mock counts whitespace-separated words of the JSON messages
     assert 50 <= r["input_tokens"] <= 54
 

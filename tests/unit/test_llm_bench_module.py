@@ -21,20 +21,26 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from mock_llm_server.process import free_port, running  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (BIN / "ansible-playbook").exists(),
-                                reason="controller venv missing")
+pytestmark = pytest.mark.skipif(
+    not (BIN / "ansible-playbook").exists(), reason="controller venv missing"
+)
 
 
 def ansible(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
-           "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-           "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def task_results(output: str, task: str) -> dict:
-    document = json.loads(output[output.index("{"):])
+    document = json.loads(output[output.index("{") :])
     for play in document["plays"]:
         for item in play["tasks"]:
             if item["task"]["name"] == task:
@@ -48,8 +54,11 @@ def pushgateway():
     if binary is None:
         pytest.skip("prometheus-pushgateway not installed")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -73,12 +82,25 @@ def test_ansible_doc_renders_the_module():
 
 
 def write_inventory(tmp_path: Path, extra: dict) -> Path:
-    inventory = {"all": {"children": {"bench": {"hosts": {
-        "bench-a": {"ansible_connection": "local",
-                    "ansible_python_interpreter": sys.executable},
-        "bench-b": {"ansible_connection": "local",
-                    "ansible_python_interpreter": sys.executable}}}},
-        "vars": extra}}
+    inventory = {
+        "all": {
+            "children": {
+                "bench": {
+                    "hosts": {
+                        "bench-a": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                        },
+                        "bench-b": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                        },
+                    }
+                }
+            },
+            "vars": extra,
+        }
+    }
     path = tmp_path / "inventory.json"
     path.write_text(json.dumps(inventory))
     return path
@@ -86,10 +108,17 @@ def write_inventory(tmp_path: Path, extra: dict) -> Path:
 
 def test_check_mode_sends_nothing_and_returns_the_plan(tmp_path):
     nobody = f"http://127.0.0.1:{free_port()}/v1"  # a request here would fail
-    inventory = write_inventory(tmp_path, {"benchmark_schedule_endpoints": [
-        {"name": "e1", "base_url": nobody, "model": "m", "api_key": "sk-hidden"}]})
-    done = ansible(str(BIN / "ansible-playbook"), "-i", str(inventory), "--check",
-                   "playbooks/benchmark.yml")
+    inventory = write_inventory(
+        tmp_path,
+        {
+            "benchmark_schedule_endpoints": [
+                {"name": "e1", "base_url": nobody, "model": "m", "api_key": "sk-hidden"}
+            ]
+        },
+    )
+    done = ansible(
+        str(BIN / "ansible-playbook"), "-i", str(inventory), "--check", "playbooks/benchmark.yml"
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     hosts = task_results(done.stdout, "Run the benchmark on each bench host")
     assert set(hosts) == {"bench-a", "bench-b"}
@@ -98,16 +127,31 @@ def test_check_mode_sends_nothing_and_returns_the_plan(tmp_path):
 
 def test_playbook_merges_two_hosts_and_pushes_once(tmp_path, pushgateway):
     with running("--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "5") as url:
-        inventory = write_inventory(tmp_path, {
-            "benchmark_schedule_pushgateway_url": pushgateway,
-            "benchmark_output_dir": str(tmp_path / "out"),
-            "benchmark_schedule_defaults": {"prompts": ["hi"], "num_requests": 4,
-                                            "concurrency": 2, "max_tokens": 5},
-            "benchmark_schedule_endpoints": [
-                {"name": "mock", "base_url": url, "model": "mock-model", "provider": "mock",
-                 "api_key": "sk-hidden"}]})
-        done = ansible(str(BIN / "ansible-playbook"), "-i", str(inventory),
-                       "playbooks/benchmark.yml")
+        inventory = write_inventory(
+            tmp_path,
+            {
+                "benchmark_schedule_pushgateway_url": pushgateway,
+                "benchmark_output_dir": str(tmp_path / "out"),
+                "benchmark_schedule_defaults": {
+                    "prompts": ["hi"],
+                    "num_requests": 4,
+                    "concurrency": 2,
+                    "max_tokens": 5,
+                },
+                "benchmark_schedule_endpoints": [
+                    {
+                        "name": "mock",
+                        "base_url": url,
+                        "model": "mock-model",
+                        "provider": "mock",
+                        "api_key": "sk-hidden",
+                    }
+                ],
+            },
+        )
+        done = ansible(
+            str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/benchmark.yml"
+        )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     merged = task_results(done.stdout, "Merge the hosts' samples per endpoint and publish them")
     (result,) = merged.values()
@@ -117,6 +161,8 @@ def test_playbook_merges_two_hosts_and_pushes_once(tmp_path, pushgateway):
     assert "sk-hidden" not in done.stdout
     with urllib.request.urlopen(pushgateway + "/metrics", timeout=5) as response:  # noqa: S310 - our own gateway
         body = response.read().decode()
-    assert ('llm_requests_total{endpoint="mock",instance="bench-a,bench-b",'
-            'job="llm_benchmark",model="mock-model",provider="mock",status="success"} 8') in body
+    assert (
+        'llm_requests_total{endpoint="mock",instance="bench-a,bench-b",'
+        'job="llm_benchmark",model="mock-model",provider="mock",status="success"} 8'
+    ) in body
     assert len(list((tmp_path / "out").glob("*.html"))) == 1

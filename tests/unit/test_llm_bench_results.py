@@ -29,29 +29,59 @@ from mock_llm_server.process import free_port  # noqa: E402
 LABELS = {"provider": "vllm", "model": "m-1", "endpoint": "east"}
 
 
-def record(ttft: float, e2e: float, *, error: str | None = None, tokens: int = 10,
-           host: str = "h1", offset: float = 0.0) -> dict:
-    return {"host": host, "worker": 0, "index": 0, "wall_time": 1.0 + offset,
-            "planned_offset_s": offset, "send_offset_s": offset, "lag_s": 0.001,
-            "connect_s": 0.0, "ttft_s": None if error else ttft,
-            "itl_s": [] if error else [(e2e - ttft) / (tokens - 1)] * (tokens - 1),
-            "e2e_s": None if error else e2e,
-            "tpot_s": None if error else (e2e - ttft) / (tokens - 1),
-            "content_chunks": tokens, "input_tokens": 5, "input_tokens_source": "usage",
-            "output_tokens": 0 if error else tokens, "output_tokens_source": "usage",
-            "finish_reason": None if error else "stop", "http_status": 200,
-            "error_type": error, "error": error}
+def record(
+    ttft: float,
+    e2e: float,
+    *,
+    error: str | None = None,
+    tokens: int = 10,
+    host: str = "h1",
+    offset: float = 0.0,
+) -> dict:
+    return {
+        "host": host,
+        "worker": 0,
+        "index": 0,
+        "wall_time": 1.0 + offset,
+        "planned_offset_s": offset,
+        "send_offset_s": offset,
+        "lag_s": 0.001,
+        "connect_s": 0.0,
+        "ttft_s": None if error else ttft,
+        "itl_s": [] if error else [(e2e - ttft) / (tokens - 1)] * (tokens - 1),
+        "e2e_s": None if error else e2e,
+        "tpot_s": None if error else (e2e - ttft) / (tokens - 1),
+        "content_chunks": tokens,
+        "input_tokens": 5,
+        "input_tokens_source": "usage",
+        "output_tokens": 0 if error else tokens,
+        "output_tokens_source": "usage",
+        "finish_reason": None if error else "stop",
+        "http_status": 200,
+        "error_type": error,
+        "error": error,
+    }
 
 
 def run_of(records: list[dict], elapsed: float = 10.0, host: str = "h1") -> dict:
-    return {"host": host, "started_at": 1.0, "workers": 1, "elapsed_s": elapsed,
-            "warmup_requests": 0, "warmup_errors": 0, "not_sent": 0,
-            "connections_opened": 1, "planned_requests": len(records), "requests": records}
+    return {
+        "host": host,
+        "started_at": 1.0,
+        "workers": 1,
+        "elapsed_s": elapsed,
+        "warmup_requests": 0,
+        "warmup_errors": 0,
+        "not_sent": 0,
+        "connections_opened": 1,
+        "planned_requests": len(records),
+        "requests": records,
+    }
 
 
 def test_sse_decoder_gives_the_same_events_whatever_the_byte_boundaries():
-    stream = (b'data: {"a":1}\n\n: comment\n\nevent: x\ndata: {"b":\ndata: 2}\r\n\r\n'
-              b"data: [DONE]\n\n")
+    stream = (
+        b'data: {"a":1}\n\n: comment\n\nevent: x\ndata: {"b":\ndata: 2}\r\n\r\ndata: [DONE]\n\n'
+    )
     whole = SSEDecoder().feed(stream)
     assert whole == [("", '{"a":1}'), ("x", '{"b":\n2}'), ("", "[DONE]")]
     rng = random.Random(3)  # noqa: S311 - split points, not security
@@ -59,22 +89,29 @@ def test_sse_decoder_gives_the_same_events_whatever_the_byte_boundaries():
         decoder, events, pos = SSEDecoder(), [], 0
         while pos < len(stream):
             step = rng.randint(1, 7)
-            events += decoder.feed(stream[pos:pos + step])
+            events += decoder.feed(stream[pos : pos + step])
             pos += step
         assert events == whole
 
 
 def test_openai_chunks_role_only_and_usage_are_read_per_spec():
     state = StreamState()
-    openai_event(state, "", '{"choices":[{"index":0,"delta":{"role":"assistant",'
-                            '"content":""},"finish_reason":null}]}', 1)
+    openai_event(
+        state,
+        "",
+        '{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}',
+        1,
+    )
     assert state.content_ns == []
     openai_event(state, "", '{"choices":[{"index":0,"delta":{"content":"Hi"}}]}', 2)
     openai_event(state, "", '{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}', 3)
-    openai_event(state, "", '{"choices":[],"usage":{"prompt_tokens":4,'
-                            '"completion_tokens":1}}', 4)
+    openai_event(state, "", '{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1}}', 4)
     assert (state.content_ns, state.finish_reason, state.usage_out, state.usage_in) == (
-        [2], "stop", 1, 4)
+        [2],
+        "stop",
+        1,
+        4,
+    )
     with pytest.raises(StreamError) as err:
         openai_event(state, "", "{oops", 5)
     assert err.value.kind == "malformed_chunk"
@@ -97,8 +134,7 @@ def test_merged_percentiles_come_from_raw_samples_not_averaged_percentiles():
     summary = stats.summarize(merged)
     ttfts = sorted([0.1] * 90 + [2.0] * 10)
     assert summary["ttft_s"]["p95"] == pytest.approx(stats.percentile(ttfts, 0.95))
-    averaged = (stats.summarize(fast)["ttft_s"]["p95"]
-                + stats.summarize(slow)["ttft_s"]["p95"]) / 2
+    averaged = (stats.summarize(fast)["ttft_s"]["p95"] + stats.summarize(slow)["ttft_s"]["p95"]) / 2
     assert summary["ttft_s"]["p95"] != pytest.approx(averaged)
     assert summary["requests"] == 100 and merged["hosts"] == ["a", "b"]
     assert summary["request_throughput"] == pytest.approx(100 / 10.0)
@@ -110,9 +146,16 @@ def test_merge_refuses_runs_without_raw_samples():
 
 
 def test_summary_counts_errors_by_type_and_goodput():
-    run = run_of([record(0.1, 1.0), record(0.5, 1.0), record(0, 0, error="timeout"),
-                  record(0, 0, error="http_429"), record(0, 0, error="http_429")],
-                 elapsed=2.0)
+    run = run_of(
+        [
+            record(0.1, 1.0),
+            record(0.5, 1.0),
+            record(0, 0, error="timeout"),
+            record(0, 0, error="http_429"),
+            record(0, 0, error="http_429"),
+        ],
+        elapsed=2.0,
+    )
     summary = stats.summarize(run, goodput={"ttft_s": 0.2})
     assert summary["errors_by_type"] == {"http_429": 2, "timeout": 1}
     assert (summary["succeeded"], summary["failed"]) == (2, 3)
@@ -128,29 +171,48 @@ def exposition_for(run: dict, state: dict | None = None) -> str:
 
 
 def sample_run() -> dict:
-    return run_of([record(0.03, 0.7), record(0.2, 3.0), record(0.08, 0.4),
-                   record(0, 0, error="incomplete_stream")])
+    return run_of(
+        [
+            record(0.03, 0.7),
+            record(0.2, 3.0),
+            record(0.08, 0.4),
+            record(0, 0, error="incomplete_stream"),
+        ]
+    )
 
 
 def test_exposition_parses_with_spec_names_buckets_and_labels():
     parser = pytest.importorskip("prometheus_client.parser")
-    families = {f.name: f for f in parser.text_string_to_metric_families(
-        exposition_for(sample_run()))}
-    assert {"llm_request_duration_seconds", "llm_ttft_seconds", "llm_tpot_seconds",
-            "llm_requests", "llm_request_errors", "llm_tokens_generated",
-            "llm_tokens_prompt", "llm_benchmark_last_run_timestamp_seconds",
-            "llm_benchmark_scheduling_lag_seconds"} <= set(families)
+    families = {
+        f.name: f for f in parser.text_string_to_metric_families(exposition_for(sample_run()))
+    }
+    assert {
+        "llm_request_duration_seconds",
+        "llm_ttft_seconds",
+        "llm_tpot_seconds",
+        "llm_requests",
+        "llm_request_errors",
+        "llm_tokens_generated",
+        "llm_tokens_prompt",
+        "llm_benchmark_last_run_timestamp_seconds",
+        "llm_benchmark_scheduling_lag_seconds",
+    } <= set(families)
     ttft = {(s.name, s.labels.get("le")): s.value for s in families["llm_ttft_seconds"].samples}
     assert [float(b) for (n, b) in ttft if n.endswith("_bucket") and b != "+Inf"] == list(
-        map(float, prom.BUCKETS["llm_ttft_seconds"]))
+        map(float, prom.BUCKETS["llm_ttft_seconds"])
+    )
     assert ttft[("llm_ttft_seconds_bucket", "0.05")] == 1
     assert ttft[("llm_ttft_seconds_bucket", "0.1")] == 2
     assert ttft[("llm_ttft_seconds_count", None)] == 3
-    requests = {s.labels["status"]: s.value for s in families["llm_requests"].samples
-                if s.name == "llm_requests_total"}
+    requests = {
+        s.labels["status"]: s.value
+        for s in families["llm_requests"].samples
+        if s.name == "llm_requests_total"
+    }
     assert requests == {"success": 3, "error": 1}
-    (err,) = [s for s in families["llm_request_errors"].samples
-              if s.name == "llm_request_errors_total"]
+    (err,) = [
+        s for s in families["llm_request_errors"].samples if s.name == "llm_request_errors_total"
+    ]
     assert err.labels == {**LABELS, "error_type": "incomplete_stream"}
     assert err.value == 1
 
@@ -159,15 +221,22 @@ def test_state_keeps_counters_and_histograms_growing_across_runs():
     state = prom.empty_state()
     exposition_for(sample_run(), state)
     text = exposition_for(sample_run(), state)
-    assert 'llm_requests_total{endpoint="east",model="m-1",provider="vllm",status="success"}' \
-           ' 6.0' in text
+    assert (
+        'llm_requests_total{endpoint="east",model="m-1",provider="vllm",status="success"}'
+        " 6.0" in text
+    )
     assert 'llm_ttft_seconds_count{endpoint="east",model="m-1",provider="vllm"} 6' in text
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_accepts_the_exposition():
-    result = subprocess.run(["promtool", "check", "metrics"], input=exposition_for(
-        sample_run()), capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition_for(sample_run()),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -177,8 +246,11 @@ def pushgateway():
     if binary is None:
         pytest.skip("prometheus-pushgateway not installed")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -195,15 +267,17 @@ def pushgateway():
 
 def test_push_lands_in_a_real_pushgateway_under_its_group(pushgateway):
     text = exposition_for(sample_run())
-    where = prom.push(pushgateway, "llm_benchmark", {"instance": "bench/1",
-                                                     "endpoint": "east"}, text)
+    where = prom.push(
+        pushgateway, "llm_benchmark", {"instance": "bench/1", "endpoint": "east"}, text
+    )
     assert "/metrics/job/llm_benchmark/instance@base64/" in where
     with urllib.request.urlopen(pushgateway + "/metrics", timeout=5) as response:  # noqa: S310 - http to our own gateway
         body = response.read().decode()
-    assert ('llm_ttft_seconds_bucket{endpoint="east",instance="bench/1",'
-            'job="llm_benchmark",model="m-1",provider="vllm",le="0.1"} 2') in body
-    assert 'llm_benchmark_last_run_timestamp_seconds{endpoint="east",instance="bench/1"' \
-           in body
+    assert (
+        'llm_ttft_seconds_bucket{endpoint="east",instance="bench/1",'
+        'job="llm_benchmark",model="m-1",provider="vllm",le="0.1"} 2'
+    ) in body
+    assert 'llm_benchmark_last_run_timestamp_seconds{endpoint="east",instance="bench/1"' in body
     assert 'error_type="incomplete_stream"' in body
 
 
@@ -235,12 +309,16 @@ def test_textfile_output_is_written_atomically_and_must_end_in_prom(tmp_path):
 
 
 def test_config_errors_name_the_setting():
-    base = {"base_url": "http://127.0.0.1:1/v1", "model": "m", "prompts": ["x"],
-            "num_requests": 1}
+    base = {"base_url": "http://127.0.0.1:1/v1", "model": "m", "prompts": ["x"], "num_requests": 1}
     assert validate(base)["endpoint_path"] == "/chat/completions"
-    cases = {"api": ("api", "grpc"), "goodput": ("goodput", {"ttft": 1}),
-             "prompts": ("prompts", [""]), "workers": ("workers", 1000),
-             "headers": ("headers", {"x": 1}), "max_tokens": ("max_tokens", 1.5)}
+    cases = {
+        "api": ("api", "grpc"),
+        "goodput": ("goodput", {"ttft": 1}),
+        "prompts": ("prompts", [""]),
+        "workers": ("workers", 1000),
+        "headers": ("headers", {"x": 1}),
+        "max_tokens": ("max_tokens", 1.5),
+    }
     for name, (key, value) in cases.items():
         with pytest.raises(ConfigError, match=name):
             validate({**base, key: value})

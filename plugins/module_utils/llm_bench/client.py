@@ -54,10 +54,12 @@ class _Response(asyncio.Protocol):
         if self._state == "eof" and self.exchange is not None:
             self._finish(None)
         else:
-            self._finish(StreamError("connection" if self._state == "head"
-                                     else "incomplete_stream",
-                                     "connection closed by the server"
-                                     + (f": {exc}" if exc else "")))
+            self._finish(
+                StreamError(
+                    "connection" if self._state == "head" else "incomplete_stream",
+                    "connection closed by the server" + (f": {exc}" if exc else ""),
+                )
+            )
 
     def data_received(self, data: bytes) -> None:
         ts = time.perf_counter_ns()
@@ -84,8 +86,8 @@ class _Response(asyncio.Protocol):
                 if not self._parse_chunked(ts):
                     return
             elif self._state == "length":
-                payload = bytes(self._buf[:self._remaining])
-                del self._buf[:len(payload)]
+                payload = bytes(self._buf[: self._remaining])
+                del self._buf[: len(payload)]
                 self._remaining -= len(payload)
                 self.exchange.body(payload, ts)
                 if self._remaining == 0:
@@ -100,8 +102,8 @@ class _Response(asyncio.Protocol):
         if self._state == "chunk-data":
             if len(self._buf) < self._remaining + 2:
                 return False
-            payload = bytes(self._buf[:self._remaining])
-            del self._buf[:self._remaining + 2]
+            payload = bytes(self._buf[: self._remaining])
+            del self._buf[: self._remaining + 2]
             self._state = "chunk-size"
             self.exchange.body(payload, ts)
             return True
@@ -109,7 +111,7 @@ class _Response(asyncio.Protocol):
         if end < 0:
             return False
         line = bytes(self._buf[:end])
-        del self._buf[:end + 2]
+        del self._buf[: end + 2]
         if self._state == "trailer":
             if not line:
                 self._finish(None)
@@ -128,7 +130,7 @@ class _Response(asyncio.Protocol):
                 raise StreamError("malformed_response", "response head too large")
             return False
         lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
-        del self._buf[:end + 4]
+        del self._buf[: end + 4]
         try:
             self.status = int(lines[0].split(" ", 2)[1])
         except (IndexError, ValueError) as exc:
@@ -157,8 +159,9 @@ class _Response(asyncio.Protocol):
 class Pool:
     """Unbounded keep-alive connections to one endpoint."""
 
-    def __init__(self, base_url: str, validate_certs: bool = True,
-                 ca_file: str | None = None) -> None:
+    def __init__(
+        self, base_url: str, validate_certs: bool = True, ca_file: str | None = None
+    ) -> None:
         parts = urlsplit(base_url)
         self.host = parts.hostname or ""
         self.tls = parts.scheme == "https"
@@ -232,8 +235,12 @@ def build_request(cfg: dict, pool: Pool, prompt: str) -> bytes:
         body["stream_options"] = {"include_usage": True}
     body.update(cfg["extra_body"])
     payload = json.dumps(body).encode()
-    headers = {"Host": pool.host_header, "Content-Type": "application/json",
-               "Accept": "text/event-stream", "Content-Length": str(len(payload))}
+    headers = {
+        "Host": pool.host_header,
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "Content-Length": str(len(payload)),
+    }
     if api == "anthropic_messages":
         headers["anthropic-version"] = "2023-06-01"
         if cfg["api_key"]:
@@ -256,8 +263,9 @@ def _error_type(exc: BaseException) -> str:
     return "connection"
 
 
-async def send(cfg: dict, pool: Pool, request: bytes, *, prompt: str, planned_ns: int,
-               timeout_s: float) -> dict:
+async def send(
+    cfg: dict, pool: Pool, request: bytes, *, prompt: str, planned_ns: int, timeout_s: float
+) -> dict:
     """Send one request and measure it. Never raises for server behaviour; returns
     a record with ``error_type`` set instead. Cancellation (the run deadline) is
     turned into error type ``deadline``."""
@@ -291,13 +299,11 @@ async def send(cfg: dict, pool: Pool, request: bytes, *, prompt: str, planned_ns
     finally:
         if conn is not None:
             pool.release(conn, clean)
-    timing = {"planned_ns": planned_ns, "sent_ns": sent_ns, "connect_ns": connect_ns,
-              "wall": wall}
+    timing = {"planned_ns": planned_ns, "sent_ns": sent_ns, "connect_ns": connect_ns, "wall": wall}
     return _record(exchange, prompt, timing, error)
 
 
-def _record(exchange: Exchange, prompt: str, timing: dict,
-            error: tuple[str, str] | None) -> dict:
+def _record(exchange: Exchange, prompt: str, timing: dict, error: tuple[str, str] | None) -> dict:
     planned_ns, sent_ns = timing["planned_ns"], timing["sent_ns"]
     state = exchange.state
     status = exchange.status

@@ -80,14 +80,20 @@ def _check_url(cfg: dict) -> None:
 
 
 def _check_prompts(cfg: dict) -> None:
-    sources = [k for k in ("prompts", "prompts_file", "synthetic_prompt_tokens")
-               if cfg[k] not in (None, [], "")]
+    sources = [
+        k
+        for k in ("prompts", "prompts_file", "synthetic_prompt_tokens")
+        if cfg[k] not in (None, [], "")
+    ]
     if len(sources) != 1:
-        raise ConfigError("give exactly one of prompts, prompts_file, "
-                          f"synthetic_prompt_tokens (got {sources or 'none'})")
+        raise ConfigError(
+            "give exactly one of prompts, prompts_file, "
+            f"synthetic_prompt_tokens (got {sources or 'none'})"
+        )
     if cfg["prompts"] is not None and (
-            not isinstance(cfg["prompts"], list)
-            or not all(isinstance(p, str) and p for p in cfg["prompts"])):
+        not isinstance(cfg["prompts"], list)
+        or not all(isinstance(p, str) and p for p in cfg["prompts"])
+    ):
         raise ConfigError("prompts must be a list of non-empty strings")
     _positive(cfg, "synthetic_prompt_tokens", int)
 
@@ -97,9 +103,15 @@ def _check_load(cfg: dict) -> None:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {cfg['mode']!r}")
     if (cfg["num_requests"] is None) == (cfg["duration_s"] is None):
         raise ConfigError("give exactly one of num_requests and duration_s")
-    for key, kind in (("num_requests", int), ("duration_s", float), ("concurrency", int),
-                      ("rate", float), ("request_timeout_s", float), ("max_run_s", float),
-                      ("max_tokens", int)):
+    for key, kind in (
+        ("num_requests", int),
+        ("duration_s", float),
+        ("concurrency", int),
+        ("rate", float),
+        ("request_timeout_s", float),
+        ("max_run_s", float),
+        ("max_tokens", int),
+    ):
         _positive(cfg, key, kind)
     _positive(cfg, "warmup_requests", int, allow_zero=True)
     _positive(cfg, "workers", int, allow_zero=True)
@@ -129,8 +141,10 @@ def validate(raw: dict) -> dict:
         raise ConfigError("headers values must be strings")
     bad = set(cfg["goodput"]) - set(GOODPUT_KEYS)
     if bad:
-        raise ConfigError(f"goodput keys must be among {', '.join(GOODPUT_KEYS)}: "
-                          f"unknown {', '.join(sorted(bad))}")
+        raise ConfigError(
+            f"goodput keys must be among {', '.join(GOODPUT_KEYS)}: "
+            f"unknown {', '.join(sorted(bad))}"
+        )
     for key, value in cfg["goodput"].items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"goodput.{key} must be a positive number of seconds")

@@ -27,8 +27,9 @@ def check_outputs(outputs: dict) -> dict:
     merged = {**OUTPUT_DEFAULTS, **{k: v for k, v in outputs.items() if v is not None}}
     path = merged["textfile_path"]
     if path and not path.endswith(".prom"):
-        raise config_mod.ConfigError(f"textfile_path must end in .prom (node_exporter reads "
-                                     f"only those), got {path!r}")
+        raise config_mod.ConfigError(
+            f"textfile_path must end in .prom (node_exporter reads only those), got {path!r}"
+        )
     url = merged["pushgateway_url"]
     if url and not url.startswith(("http://", "https://")):
         raise config_mod.ConfigError(f"pushgateway_url must be an http(s) URL, got {url!r}")
@@ -41,15 +42,15 @@ def labels_of(cfg: dict) -> dict:
 
 def publish(run: dict, cfg: dict, outputs: dict) -> dict:
     """Summarize a (possibly merged) run and write every requested output."""
-    summary = stats.summarize(run, cfg["goodput"],
-                              cfg["rate"] if cfg["mode"] != "concurrency" else None)
+    summary = stats.summarize(
+        run, cfg["goodput"], cfg["rate"] if cfg["mode"] != "concurrency" else None
+    )
     published: dict = {}
     settings = config_mod.public(cfg)
     if outputs["output_dir"]:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(run["started_at"]))
         name = outputs["output_name"] or f"llm-bench-{cfg['endpoint']}-{stamp}"
-        published["files"] = report.write_all(outputs["output_dir"], name, run, summary,
-                                              settings)
+        published["files"] = report.write_all(outputs["output_dir"], name, run, summary, settings)
     if outputs["pushgateway_url"] or outputs["textfile_path"]:
         labels = labels_of(cfg)
         state = prom.load_state(outputs["state_file"])
@@ -59,19 +60,25 @@ def publish(run: dict, cfg: dict, outputs: dict) -> dict:
             prom.write_atomic(outputs["textfile_path"], text)
             published["textfile"] = outputs["textfile_path"]
         if outputs["pushgateway_url"]:
-            grouping = {"instance": outputs["pushgateway_instance"] or run["host"],
-                        "endpoint": cfg["endpoint"]}
-            published["pushgateway"] = prom.push(outputs["pushgateway_url"],
-                                                 outputs["pushgateway_job"], grouping, text,
-                                                 validate_certs=cfg["validate_certs"])
+            grouping = {
+                "instance": outputs["pushgateway_instance"] or run["host"],
+                "endpoint": cfg["endpoint"],
+            }
+            published["pushgateway"] = prom.push(
+                outputs["pushgateway_url"],
+                outputs["pushgateway_job"],
+                grouping,
+                text,
+                validate_certs=cfg["validate_certs"],
+            )
         if outputs["state_file"]:
-            prom.write_atomic(outputs["state_file"], json.dumps(state),
-                              mode=0o600)
+            prom.write_atomic(outputs["state_file"], json.dumps(state), mode=0o600)
     return {"summary": summary, "published": published}
 
 
-def benchmark(raw: dict, outputs: dict | None = None,
-              progress: runner.ProgressFn | None = None) -> dict:
+def benchmark(
+    raw: dict, outputs: dict | None = None, progress: runner.ProgressFn | None = None
+) -> dict:
     """Validate, run, publish. Raises ConfigError before sending anything on bad input."""
     cfg = config_mod.validate(raw)
     outs = check_outputs(outputs or {})

@@ -20,15 +20,45 @@ import time
 from urllib.parse import quote, urlsplit
 
 BUCKETS = {
-    "llm_request_duration_seconds": (.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-    "llm_ttft_seconds": (.01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10, 25,
-                         50, 75, 100),
-    "llm_tpot_seconds": (.001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1,
-                         2.5),
+    "llm_request_duration_seconds": (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    "llm_ttft_seconds": (
+        0.01,
+        0.025,
+        0.05,
+        0.075,
+        0.1,
+        0.25,
+        0.5,
+        0.75,
+        1,
+        2.5,
+        5,
+        7.5,
+        10,
+        25,
+        50,
+        75,
+        100,
+    ),
+    "llm_tpot_seconds": (
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.075,
+        0.1,
+        0.25,
+        0.5,
+        0.75,
+        1,
+        2.5,
+    ),
 }
 HELP = {
     "llm_request_duration_seconds": "End-to-end latency of successful requests "
-                                    "(request sent to last content chunk).",
+    "(request sent to last content chunk).",
     "llm_ttft_seconds": "Time to first content-bearing chunk of successful requests.",
     "llm_tpot_seconds": "Time per output token after the first: (e2e - ttft) / (tokens - 1).",
     "llm_requests_total": "Benchmark requests by outcome (status=success|error).",
@@ -37,13 +67,17 @@ HELP = {
     "llm_tokens_prompt_total": "Prompt tokens of successful requests.",
     "llm_benchmark_last_run_timestamp_seconds": "Unix time the last benchmark run ended.",
     "llm_benchmark_scheduling_lag_seconds": "How late the client sent requests compared "
-                                            "to its plan, in the last run.",
+    "to its plan, in the last run.",
     "llm_benchmark_request_throughput": "Successful requests per second in the last run.",
     "llm_benchmark_goodput_requests_per_second": "Requests per second meeting the goodput "
-                                                 "limits in the last run.",
+    "limits in the last run.",
 }
-COUNTERS = ("llm_requests_total", "llm_request_errors_total", "llm_tokens_generated_total",
-            "llm_tokens_prompt_total")
+COUNTERS = (
+    "llm_requests_total",
+    "llm_request_errors_total",
+    "llm_tokens_generated_total",
+    "llm_tokens_prompt_total",
+)
 LABELS = ("provider", "model", "endpoint")
 
 
@@ -81,8 +115,11 @@ def accumulate(state: dict, run: dict, labels: dict) -> dict:
         "llm_tpot_seconds": [r["tpot_s"] for r in ok if r["tpot_s"] is not None],
     }
     for name, values in samples.items():
-        hist = state["histograms"].setdefault(name, {}).setdefault(
-            key, {"buckets": [0] * len(BUCKETS[name]), "sum": 0.0, "count": 0})
+        hist = (
+            state["histograms"]
+            .setdefault(name, {})
+            .setdefault(key, {"buckets": [0] * len(BUCKETS[name]), "sum": 0.0, "count": 0})
+        )
         for value in values:
             for i, bound in enumerate(BUCKETS[name]):
                 if value <= bound:
@@ -127,8 +164,11 @@ def exposition(state: dict, summary: dict, labels: dict, ended_at: float | None 
             lines.append(f"{name}{_labels(json.loads(key))} {_num(value)}")
     stamp = time.time() if ended_at is None else ended_at
     name = "llm_benchmark_last_run_timestamp_seconds"
-    lines += [f"# HELP {name} {HELP[name]}", f"# TYPE {name} gauge",
-              f"{name}{_labels(base)} {_num(stamp)}"]
+    lines += [
+        f"# HELP {name} {HELP[name]}",
+        f"# TYPE {name} gauge",
+        f"{name}{_labels(base)} {_num(stamp)}",
+    ]
     lag = summary["scheduling_lag_s"]
     name = "llm_benchmark_scheduling_lag_seconds"
     lines += [f"# HELP {name} {HELP[name]}", f"# TYPE {name} summary"]
@@ -138,12 +178,18 @@ def exposition(state: dict, summary: dict, labels: dict, ended_at: float | None 
         lines.append(f"{name}_sum{_labels(base)} {_num(lag['mean'] * lag['count'])}")
     lines.append(f"{name}_count{_labels(base)} {lag['count']}")
     name = "llm_benchmark_request_throughput"
-    lines += [f"# HELP {name} {HELP[name]}", f"# TYPE {name} gauge",
-              f"{name}{_labels(base)} {_num(summary['request_throughput'])}"]
+    lines += [
+        f"# HELP {name} {HELP[name]}",
+        f"# TYPE {name} gauge",
+        f"{name}{_labels(base)} {_num(summary['request_throughput'])}",
+    ]
     if "goodput" in summary:
         name = "llm_benchmark_goodput_requests_per_second"
-        lines += [f"# HELP {name} {HELP[name]}", f"# TYPE {name} gauge",
-                  f"{name}{_labels(base)} {_num(summary['goodput']['requests_per_s'])}"]
+        lines += [
+            f"# HELP {name} {HELP[name]}",
+            f"# TYPE {name} gauge",
+            f"{name}{_labels(base)} {_num(summary['goodput']['requests_per_s'])}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -180,8 +226,15 @@ def _segment(name: str, value: str) -> str:
     return f"{name}@base64/{encoded or '='}"
 
 
-def push(url: str, job: str, grouping: dict, text: str, *, timeout_s: float = 10.0,
-         validate_certs: bool = True) -> str:
+def push(
+    url: str,
+    job: str,
+    grouping: dict,
+    text: str,
+    *,
+    timeout_s: float = 10.0,
+    validate_certs: bool = True,
+) -> str:
     """PUT the text to the Pushgateway group (replacing that group's metrics).
     Returns the group URL; raises RuntimeError naming the status on failure."""
     parts = urlsplit(url)
@@ -196,12 +249,14 @@ def push(url: str, job: str, grouping: dict, text: str, *, timeout_s: float = 10
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname, parts.port or 443, timeout=timeout_s, context=context)
+            parts.hostname, parts.port or 443, timeout=timeout_s, context=context
+        )
     else:
         conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
     try:
-        conn.request("PUT", path, body=text.encode(),
-                     headers={"Content-Type": "text/plain; version=0.0.4"})
+        conn.request(
+            "PUT", path, body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )
         response = conn.getresponse()
         body = response.read(500).decode("utf-8", "replace")
     except OSError as exc:
@@ -210,4 +265,4 @@ def push(url: str, job: str, grouping: dict, text: str, *, timeout_s: float = 10
         conn.close()
     if response.status >= 300:
         raise RuntimeError(f"pushgateway {url} answered HTTP {response.status}: {body}")
-    return f"{url.rstrip('/')}{path[len(parts.path.rstrip('/')):]}"
+    return f"{url.rstrip('/')}{path[len(parts.path.rstrip('/')) :]}"

@@ -16,7 +16,8 @@ _WORDS = tuple(
     "there use an each which she do how their if will up other about out many then "
     "them these so some her would make like him into time has look two more write "
     "go see number no way could people my than first water been call who its now "
-    "find long down day did get come made may part".split())
+    "find long down day did get come made may part".split()
+)
 
 
 def approx_tokens(text: str) -> int:
@@ -50,8 +51,10 @@ def from_file(path: str) -> list[str]:
                 if isinstance(item, dict):
                     item = item.get("prompt", item.get("text"))
                 if not isinstance(item, str) or not item:
-                    raise ConfigError(f"prompts_file {path} line {number}: needs a string "
-                                      "or an object with a 'prompt' string")
+                    raise ConfigError(
+                        f"prompts_file {path} line {number}: needs a string "
+                        "or an object with a 'prompt' string"
+                    )
                 prompts.append(item)
     except OSError as exc:
         raise ConfigError(f"prompts_file {path}: {exc.strerror}") from exc

@@ -75,8 +75,11 @@ def make_shards(cfg: dict) -> list[dict]:
         workers = min(workers, cfg["concurrency"])
     shards = []
     for i in range(workers):
-        shard = {"index": i, "workers": workers,
-                 "warmup": _split(cfg["warmup_requests"], workers, i)}
+        shard = {
+            "index": i,
+            "workers": workers,
+            "warmup": _split(cfg["warmup_requests"], workers, i),
+        }
         if offsets is None:
             shard["concurrency"] = _split(cfg["concurrency"], workers, i)
             if cfg["num_requests"] is not None:
@@ -95,10 +98,13 @@ def plan(cfg: dict) -> dict:
     """What a run would do, without sending anything (check mode)."""
     shards = make_shards(cfg)
     offsets = planned_offsets_ns(cfg)
-    out = {"mode": cfg["mode"], "workers": len(shards),
-           "warmup_requests": cfg["warmup_requests"],
-           "run_deadline_s": config_mod.run_deadline_s(cfg),
-           "request_timeout_s": cfg["request_timeout_s"]}
+    out = {
+        "mode": cfg["mode"],
+        "workers": len(shards),
+        "warmup_requests": cfg["warmup_requests"],
+        "run_deadline_s": config_mod.run_deadline_s(cfg),
+        "request_timeout_s": cfg["request_timeout_s"],
+    }
     if offsets is not None:
         out["planned_requests"] = len(offsets)
         out["planned_duration_s"] = offsets[-1] / 1e9 if offsets else 0.0
@@ -140,9 +146,16 @@ class _Shard:
             while queue:
                 index = queue.pop()
                 prompt, request = self._prompt(index)
-                done.append(await send(self.cfg, self.pool, request, prompt=prompt,
-                                       planned_ns=time.perf_counter_ns(),
-                                       timeout_s=self.cfg["request_timeout_s"]))
+                done.append(
+                    await send(
+                        self.cfg,
+                        self.pool,
+                        request,
+                        prompt=prompt,
+                        planned_ns=time.perf_counter_ns(),
+                        timeout_s=self.cfg["request_timeout_s"],
+                    )
+                )
             return done
 
         results = await asyncio.gather(*(lane() for _ in range(width)))
@@ -195,8 +208,9 @@ class _Shard:
                     return
                 index = local * shard["workers"] + shard["index"]
                 prompt, request = self._prompt(index)
-                record = await send(cfg, self.pool, request, prompt=prompt,
-                                    planned_ns=planned, timeout_s=timeout)
+                record = await send(
+                    cfg, self.pool, request, prompt=prompt, planned_ns=planned, timeout_s=timeout
+                )
                 self._keep(record, index, t0_ns)
                 planned = time.perf_counter_ns()  # the slot is free again: next is due
 
@@ -222,8 +236,9 @@ class _Shard:
                 await asyncio.sleep(delay)
             index = position * shard["workers"] + shard["index"]
             prompt, request = self._prompt(index)
-            task = asyncio.ensure_future(send(cfg, self.pool, request, prompt=prompt,
-                                              planned_ns=planned, timeout_s=timeout))
+            task = asyncio.ensure_future(
+                send(cfg, self.pool, request, prompt=prompt, planned_ns=planned, timeout_s=timeout)
+            )
             task.add_done_callback(lambda t, i=index: self._done(t, i, t0_ns))
             self.tasks.add(task)
         if self.tasks:
@@ -235,8 +250,9 @@ def _prompts_for(cfg: dict) -> list[str]:
     return prompts_mod.load(cfg, count + cfg["warmup_requests"])
 
 
-async def _run_local(cfg: dict, shard: dict, prompts: list[str],
-                     progress: ProgressFn | None, total: int | None) -> dict:
+async def _run_local(
+    cfg: dict, shard: dict, prompts: list[str], progress: ProgressFn | None, total: int | None
+) -> dict:
     runner = _Shard(cfg, shard, prompts)
     warm_errors = await runner.warmup()
     t0 = time.perf_counter_ns()
@@ -246,9 +262,13 @@ async def _run_local(cfg: dict, shard: dict, prompts: list[str],
     if ticker:
         ticker.cancel()
         progress(len(runner.records), total)
-    return {"records": runner.records, "warmup_errors": warm_errors,
-            "not_sent": runner.not_sent, "connections": runner.pool.opened,
-            "elapsed_s": (time.perf_counter_ns() - t0) / 1e9}
+    return {
+        "records": runner.records,
+        "warmup_errors": warm_errors,
+        "not_sent": runner.not_sent,
+        "connections": runner.pool.opened,
+        "elapsed_s": (time.perf_counter_ns() - t0) / 1e9,
+    }
 
 
 def _ticker(runner: _Shard, report: Callable[[int], None]) -> asyncio.Task:
@@ -256,6 +276,7 @@ def _ticker(runner: _Shard, report: Callable[[int], None]) -> asyncio.Task:
         while True:
             await asyncio.sleep(_PROGRESS_EVERY_S)
             report(len(runner.records))
+
     return asyncio.ensure_future(tick())
 
 
@@ -274,9 +295,13 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         ticker = _ticker(runner, lambda n: conn.send(("progress", n)))
         await runner.measured(t0, deadline)
         ticker.cancel()
-        return {"records": runner.records, "warmup_errors": warm_errors,
-                "not_sent": runner.not_sent, "connections": runner.pool.opened,
-                "elapsed_s": (time.perf_counter_ns() - t0) / 1e9}
+        return {
+            "records": runner.records,
+            "warmup_errors": warm_errors,
+            "not_sent": runner.not_sent,
+            "connections": runner.pool.opened,
+            "elapsed_s": (time.perf_counter_ns() - t0) / 1e9,
+        }
 
     try:
         conn.send(("done", asyncio.run(main())))
@@ -286,16 +311,16 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         conn.close()
 
 
-_EMPTY = {"records": [], "warmup_errors": 0, "not_sent": 0, "connections": 0,
-          "elapsed_s": 0.0}
+_EMPTY = {"records": [], "warmup_errors": 0, "not_sent": 0, "connections": 0, "elapsed_s": 0.0}
 
 
 class _Coordinator:
     """Parent side of a multi-process run: start workers, release them together once
     all are warm, collect progress and results, enforce the run deadline."""
 
-    def __init__(self, cfg: dict, shards: list[dict], progress: ProgressFn | None,
-                 total: int | None) -> None:
+    def __init__(
+        self, cfg: dict, shards: list[dict], progress: ProgressFn | None, total: int | None
+    ) -> None:
         self.cfg = cfg
         self.shards = shards
         self.progress = progress
@@ -311,8 +336,9 @@ class _Coordinator:
         ctx = multiprocessing.get_context("fork")
         for shard in self.shards:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, self.cfg, shard, prompts),
-                               daemon=True)
+            proc = ctx.Process(
+                target=_worker_main, args=(child, self.cfg, shard, prompts), daemon=True
+            )
             proc.start()
             child.close()
             self.conns.append(parent)
@@ -335,8 +361,11 @@ class _Coordinator:
 
     def collect(self) -> list[dict]:
         run_s = config_mod.run_deadline_s(self.cfg)
-        limit = (time.monotonic() + self.cfg["request_timeout_s"]
-                 * max(1, self.cfg["warmup_requests"]) + 30)
+        limit = (
+            time.monotonic()
+            + self.cfg["request_timeout_s"] * max(1, self.cfg["warmup_requests"])
+            + 30
+        )
         started = False
         while len(self.results) < len(self.shards):
             if not started and len(self.warm) == len(self.shards):
@@ -366,8 +395,13 @@ class _Coordinator:
                 proc.join(timeout=1)
 
 
-def _run_processes(cfg: dict, shards: list[dict], prompts: list[str],
-                   progress: ProgressFn | None, total: int | None) -> list[dict]:
+def _run_processes(
+    cfg: dict,
+    shards: list[dict],
+    prompts: list[str],
+    progress: ProgressFn | None,
+    total: int | None,
+) -> list[dict]:
     coordinator = _Coordinator(cfg, shards, progress, total)
     coordinator.start(prompts)
     try:
@@ -392,8 +426,7 @@ def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
         parts = [asyncio.run(_run_local(cfg, shards[0], prompts, progress, total))]
     else:
         parts = _run_processes(cfg, shards, prompts, progress, total)
-    records = sorted((r for p in parts for r in p["records"]),
-                     key=lambda r: r["send_offset_s"])
+    records = sorted((r for p in parts for r in p["records"]), key=lambda r: r["send_offset_s"])
     host = socket.gethostname()
     for record in records:
         record["host"] = host

@@ -28,8 +28,13 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[tuple[str, str]]:
         # Fast path for the usual chunk: exactly one "data: ...\n\n" event.
-        if (not self._buffer and not self._data and data.startswith(b"data: ")
-                and data.endswith(b"\n\n") and data.count(b"\n") == 2):
+        if (
+            not self._buffer
+            and not self._data
+            and data.startswith(b"data: ")
+            and data.endswith(b"\n\n")
+            and data.count(b"\n") == 2
+        ):
             return [("", data[6:-2].decode("utf-8", "replace"))]
         self._buffer += data
         events = []
@@ -51,8 +56,7 @@ class SSEDecoder:
 class StreamState:
     """What the client learns from one response stream, API independent."""
 
-    __slots__ = ("content_ns", "done", "finish_reason", "output_chars", "usage_in",
-                 "usage_out")
+    __slots__ = ("content_ns", "done", "finish_reason", "output_chars", "usage_in", "usage_out")
 
     def __init__(self) -> None:
         self.content_ns: list[int] = []

@@ -31,8 +31,7 @@ def describe(values: list[float]) -> dict:
     n = len(ordered)
     mean = math.fsum(ordered) / n
     var = math.fsum((v - mean) ** 2 for v in ordered) / (n - 1) if n > 1 else 0.0
-    out = {"count": n, "mean": mean, "min": ordered[0], "max": ordered[-1],
-           "std": math.sqrt(var)}
+    out = {"count": n, "mean": mean, "min": ordered[0], "max": ordered[-1], "std": math.sqrt(var)}
     for name, q in QUANTILES:
         out[name] = percentile(ordered, q)
     return out
@@ -84,8 +83,11 @@ def summarize(run: dict, goodput: dict | None = None, rate: float | None = None)
     }
     if goodput:
         good = sum(1 for r in ok if _meets(r, goodput))
-        summary["goodput"] = {"limits": dict(goodput), "requests": good,
-                              "requests_per_s": good / duration if duration else 0.0}
+        summary["goodput"] = {
+            "limits": dict(goodput),
+            "requests": good,
+            "requests_per_s": good / duration if duration else 0.0,
+        }
     return summary
 
 
@@ -98,8 +100,10 @@ def merge(runs: list[dict]) -> dict:
         raise ValueError("nothing to merge")
     for run in runs:
         if "requests" not in run or "elapsed_s" not in run:
-            raise ValueError("each run to merge needs its raw 'requests' and 'elapsed_s' "
-                             "(run the hosts with return_samples: true)")
+            raise ValueError(
+                "each run to merge needs its raw 'requests' and 'elapsed_s' "
+                "(run the hosts with return_samples: true)"
+            )
     records = [r for run in runs for r in run["requests"]]
     return {
         "host": ",".join(sorted({run.get("host", "?") for run in runs})),
