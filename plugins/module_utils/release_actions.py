@@ -223,3 +223,18 @@ def perform_rollback(
             "releases": state["releases"],
             "diff": _diff(before, tree.diff_view(), tree.path),
         }
+
+
+def finish_module(module: Any, action: Any, failure: str, **kwargs: Any) -> None:
+    """Runs a release action for a module and exits it: a ReleaseError's message as
+    it is, other OS errors prefixed with what failed, the diff only in diff mode."""
+    try:
+        result = action(check_mode=module.check_mode, **kwargs)
+    except ReleaseError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg=f"{failure} failed: {exc}")
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)

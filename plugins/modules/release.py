@@ -162,10 +162,8 @@ metadata:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - docs come first in modules
 from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (  # noqa: E402
+    finish_module,
     perform_release,
-)
-from ansible_collections.llmops.registry.plugins.module_utils.releases import (  # noqa: E402
-    ReleaseError,
 )
 
 
@@ -185,27 +183,20 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    try:
-        result = perform_release(
-            path=params["path"],
-            version=params["version"],
-            artifact=params["artifact"],
-            checksum=params["checksum"],
-            keep_releases=params["keep_releases"],
-            switch=params["switch"],
-            python=params["python"],
-            protect=params["protect"],
-            lock_timeout=params["lock_timeout"],
-            check_mode=module.check_mode,
-        )
-    except ReleaseError as exc:
-        module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg=f"release {params['version']} failed: {exc}")
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    finish_module(
+        module,
+        perform_release,
+        f"release {params['version']}",
+        path=params["path"],
+        version=params["version"],
+        artifact=params["artifact"],
+        checksum=params["checksum"],
+        keep_releases=params["keep_releases"],
+        switch=params["switch"],
+        python=params["python"],
+        protect=params["protect"],
+        lock_timeout=params["lock_timeout"],
+    )
 
 
 if __name__ == "__main__":

@@ -87,10 +87,8 @@ releases:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - docs come first in modules
 from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (  # noqa: E402
+    finish_module,
     perform_rollback,
-)
-from ansible_collections.llmops.registry.plugins.module_utils.releases import (  # noqa: E402
-    ReleaseError,
 )
 
 
@@ -104,21 +102,14 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    try:
-        result = perform_rollback(
-            path=params["path"],
-            version=params["version"],
-            lock_timeout=params["lock_timeout"],
-            check_mode=module.check_mode,
-        )
-    except ReleaseError as exc:
-        module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg=f"rollback failed: {exc}")
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    finish_module(
+        module,
+        perform_rollback,
+        "rollback",
+        path=params["path"],
+        version=params["version"],
+        lock_timeout=params["lock_timeout"],
+    )
 
 
 if __name__ == "__main__":
