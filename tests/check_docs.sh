@@ -2,6 +2,7 @@
 # Every module renders with ansible-doc (DOCUMENTATION, EXAMPLES, RETURN parse), and
 # every role's argument spec is readable by ansible-doc too.
 set -euo pipefail
+export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 cd "$(dirname "$0")/.."
 status=0
 for module in plugins/modules/*.py; do
