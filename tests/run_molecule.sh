@@ -18,6 +18,10 @@ run_one() {
     echo "fail $(( SECONDS - start ))" >"$logs/$scenario.result"
     echo "=== FAIL $scenario ($(( SECONDS - start )) s): last lines of $logs/$scenario.log"
     tail -n 120 "$logs/$scenario.log"
+    # CI keeps only the end of the output: repeat the failed tasks and tests last.
+    echo "=== FAIL $scenario: failed tasks and tests"
+    sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario.log" \
+      | grep -E -A4 'fatal: |\[ERROR\]: |^FAILED |^E  ' | head -n 60
   fi
 }
 export -f run_one

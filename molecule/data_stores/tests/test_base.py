@@ -67,3 +67,29 @@ def test_journal_is_written_to_disk(host):
     with host.sudo():
         files = host.check_output("find /var/log/journal -name '*.journal'")
     assert files.strip(), "no journal files under /var/log/journal"
+
+
+def test_firewall_off_removes_only_our_table_and_udp_ports_open(lab_host, run_playbook):
+    other = lab_host("other1")
+    with other.sudo():
+        # Another program's table, which the role must never touch.
+        other.check_output("nft add table inet someone_else")
+    try:
+        off = run_playbook("base_only.yml", "-e", '{"base_firewall_enabled": false}')
+        assert off.returncode == 0, off.stdout[-3000:]
+        with other.sudo():
+            tables = other.check_output("nft list tables")
+            config = other.check_output("cat /etc/nftables.conf")
+        assert "llmops_filter" not in tables
+        assert "someone_else" in tables
+        assert "policy drop" not in config  # a reboot does not bring the table back
+
+        on = run_playbook("base_only.yml", "-e", '{"base_firewall_extra_udp_ports": [5353]}')
+        assert on.returncode == 0, on.stdout[-3000:]
+        with other.sudo():
+            rules = other.check_output("nft list table inet llmops_filter")
+        assert "udp dport 5353 accept" in rules
+        assert "9094" not in rules  # other1 is not a monitoring host
+    finally:
+        with other.sudo():
+            other.run("nft delete table inet someone_else")
