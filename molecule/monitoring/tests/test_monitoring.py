@@ -1,29 +1,30 @@
 """The monitoring stack end to end on lab hosts: every target up, the rules loaded,
 RedisDown delivered through Alertmanager (both the on-call and the team route) and
-resolved, and every Grafana dashboard query returning data from this Prometheus."""
+resolved, and every Grafana dashboard query but the registry one (no registry host here)
+returning data from this Prometheus."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-import pytest
 import testinfra
 import testinfra.host
 import yaml
+from dashboard_checks import (
+    panel_queries,
+    prometheus_api,
+    push_sample_benchmark_runs,
+    queries_without_data,
+    wait_for,
+)
 
 testinfra_hosts = ["monitoring"]
 
 REPO = Path(__file__).resolve().parents[3]
 RULE_FILES = sorted((REPO / "roles/prometheus/files/rules").glob("*.yml"))
-DASHBOARDS = sorted((REPO / "roles/grafana/files/dashboards").glob("*.json"))
 NOTIFICATIONS = "/var/lib/webhook-recorder/notifications.jsonl"
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$provider": ".*"}
 
 
 def instances() -> dict[str, str]:
@@ -48,26 +49,12 @@ def other_host(name: str) -> testinfra.host.Host:
     )
 
 
+def prometheus_url() -> str:
+    return f"http://{instances()['mon1']}:9090"
+
+
 def prometheus(path: str, **params: str) -> dict:
-    url = f"http://{instances()['mon1']}:9090{path}"
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - lab address
-        body = json.load(response)
-    assert body["status"] == "success", body
-    return body["data"]
-
-
-def wait_for(check, timeout_s: float, what: str, interval_s: float = 2.0):
-    """Poll check() until it returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    pytest.fail(f"{what} within {timeout_s:.0f} s (last seen: {last!r})")
+    return prometheus_api(prometheus_url(), path, **params)
 
 
 def expected_jobs() -> set[str]:
@@ -153,50 +140,8 @@ def test_redis_down_reaches_both_receivers_and_resolves(host: testinfra.host.Hos
     )
 
 
-def push_sample_benchmark_runs() -> None:
-    """Two pushes of the benchmark module's own exposition, the counters growing in
-    between, so rate() over the pushed series has something to work with."""
-    spec = importlib.util.spec_from_file_location(
-        "llm_bench_prom", REPO / "plugins/module_utils/llm_bench/prom.py"
-    )
-    prom = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prom)
-    labels = {"provider": "molecule", "model": "sample-model", "endpoint": "http://sample"}
-    requests = [
-        {
-            "error_type": None,
-            "e2e_s": 1.5 + i / 10,
-            "ttft_s": 0.2,
-            "tpot_s": 0.02,
-            "output_tokens": 64,
-            "input_tokens": 32,
-        }
-        for i in range(9)
-    ] + [
-        {
-            "error_type": "incomplete_stream",
-            "e2e_s": None,
-            "ttft_s": None,
-            "tpot_s": None,
-            "output_tokens": 0,
-            "input_tokens": 32,
-        }
-    ]
-    summary = {
-        "scheduling_lag_s": {"count": 10, "p50": 0.001, "p99": 0.004, "max": 0.005, "mean": 0.002},
-        "request_throughput": 2.0,
-    }
-    state = prom.empty_state()
-    url = f"http://{instances()['mon1']}:9091"
-    for _ in range(2):
-        prom.accumulate(state, {"requests": requests}, labels)
-        text = prom.exposition(state, summary, labels)
-        prom.push(url, "llm_benchmark", {"instance": "molecule", "endpoint": "sample"}, text)
-        time.sleep(12)  # two scrapes at 5 s
-
-
 def test_every_dashboard_query_returns_data() -> None:
-    push_sample_benchmark_runs()
+    push_sample_benchmark_runs(f"http://{instances()['mon1']}:9091", pause_s=12)
     db = other_host(inventory_groups()["db"][0])
     with db.sudo():
         assert db.run("systemctl start llmops-postgresql-backup.service").rc == 0
@@ -207,24 +152,9 @@ def test_every_dashboard_query_returns_data() -> None:
         60,
         "the backup metric scraped from the textfile collector",
     )
-    registry_present = bool(inventory_groups().get("registry"))
-    empty, checked = [], 0
-    for path in DASHBOARDS:
-        board = json.loads(path.read_text())
-        if board["uid"] == "registry-overview" and not registry_present:
-            continue  # no registry host in this scenario: reported by the next test
-        for panel in board["panels"]:
-            for target in panel.get("targets", []):
-                expr = target["expr"]
-                for name, value in GRAFANA_VARIABLES.items():
-                    expr = expr.replace(name, value)
-                checked += 1
-                if not prometheus("/api/v1/query", query=expr)["result"]:
-                    empty.append(f"{board['uid']} / {panel['title']}: {expr}")
-    assert checked > 20
-    assert empty == []
-
-
-def test_registry_dashboard_needs_a_registry_host() -> None:
-    if not inventory_groups().get("registry"):
-        pytest.skip("no registry host in this scenario: registry-overview queries not run")
+    # No registry host here: the all_in_one scenario runs the registry-overview
+    # queries (molecule/all_in_one/tests/test_dashboards.py) against live traffic.
+    queries = panel_queries(skip_uids=frozenset({"registry-overview"}))
+    assert len(queries) > 20
+    empty = queries_without_data(prometheus_url(), queries, timeout_s=60)
+    assert [str(query) for query in empty] == []
