@@ -215,20 +215,54 @@ ROUTES = {
 }
 
 
+def _late_summary(values: list[float]) -> dict:
+    """p50/p99/max of how late events left, in milliseconds."""
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
+
+    return {"count": len(ordered), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1.0)}
+
+
 class MockServer:
-    """One asyncio server; ``serve_forever`` for a process, ``start`` for tests."""
+    """One asyncio server; ``serve_forever`` for a process, ``start`` for tests.
+
+    It also measures itself: how late each event left compared with its schedule
+    (``GET /mock/stats``, reset with ``POST /mock/stats/reset``; per process). A
+    client's measured error minus this lateness is the client's own share."""
+
+    _MAX_SAMPLES = 500_000
 
     def __init__(self, defaults: MockConfig | None = None) -> None:
         self.defaults = defaults or MockConfig()
         self.requests_seen = 0
         self.last_request: dict | None = None
         self._server: asyncio.AbstractServer | None = None
+        self.late_first: list[float] = []
+        self.late_gap: list[float] = []
+
+    def _stats(self, method: str) -> bytes:
+        if method == "POST":
+            self.late_first.clear()
+            self.late_gap.clear()
+        return json.dumps(
+            {
+                "pid": os.getpid(),
+                "first_token_late": _late_summary(self.late_first),
+                "later_tokens_late": _late_summary(self.late_gap),
+            }
+        ).encode()
 
     async def start(
         self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None
     ) -> int:
         if sock is not None:
-            self._server = await asyncio.start_server(self._handle, sock=sock)
+            # start_server listens again on a given socket, with its default backlog (100)
+            # unless told: 256 simultaneous connects would overflow it.
+            self._server = await asyncio.start_server(self._handle, sock=sock, backlog=4096)
         else:
             self._server = await asyncio.start_server(self._handle, host, port, backlog=4096)
         return self._server.sockets[0].getsockname()[1]
@@ -264,8 +298,9 @@ class MockServer:
     ) -> bool:
         method, path, headers, body = request
         api = ROUTES.get(path.split("?", 1)[0])
-        if method == "GET" and path in STATIC:  # health, and the model list clients ask for
-            self._send_plain(writer, 200, STATIC[path])
+        plain = self._plain_answer(method, path)
+        if plain is not None:
+            self._send_plain(writer, 200, plain)
             return True
         if method != "POST" or api is None:
             self._send_plain(writer, 404, b'{"error":"not found"}')
@@ -288,6 +323,14 @@ class MockServer:
             return True
         await self._stream(writer, received, api, payload, cfg)
         return not writer.transport.is_closing()
+
+    def _plain_answer(self, method: str, path: str) -> bytes | None:
+        """Health, the model list clients ask for, and the mock's own statistics."""
+        if path in ("/mock/stats", "/mock/stats/reset"):
+            return self._stats(method)
+        if method == "GET" and path in STATIC:
+            return STATIC[path]
+        return None
 
     @staticmethod
     def _send_plain(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
@@ -348,12 +391,18 @@ class MockServer:
         else:
             tail = b""  # cut: the connection closes mid-body
 
+        def due(index: int) -> float:
+            return origin + (cfg.ttft_ms + index * cfg.itl_ms) / 1000.0
+
         def emit(index: int) -> None:
             if transport.is_closing():
                 if not finished.done():
                     finished.set_result(None)
                 return
             transport.write(events[index])
+            late = self.late_first if index == 0 else self.late_gap
+            if len(late) < self._MAX_SAMPLES:
+                late.append(loop.time() - due(index))
             if index == len(events) - 1:
                 finish()
 
@@ -368,7 +417,7 @@ class MockServer:
         if not events:
             finish()
         for index in range(len(events)):
-            loop.call_at(origin + (cfg.ttft_ms + index * cfg.itl_ms) / 1000.0, emit, index)
+            loop.call_at(due(index), emit, index)
         await finished
         if not tail:
             writer.close()

@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,29 @@ def test_bad_settings_are_refused_before_anything_is_sent(base_url):
         bench(base_url, concurrency=0)
     with pytest.raises(ConfigError, match="unknown settings: colour"):
         bench(base_url, colour="red")
+
+
+def test_fixed_concurrency_opens_one_connection_per_slot_before_the_clock(base_url):
+    mock = {"ttft_ms": 5, "itl_ms": 1, "output_tokens": 2}
+    result = bench(base_url, mock, num_requests=12, concurrency=6, warmup_requests=0)
+    records = only_ok(result)
+    # Every slot found its connection open: no handshake inside the measured run.
+    assert [r["connect_s"] for r in records] == [0.0] * 12
+    assert result["run"]["connections_opened"] == 6
+
+
+def test_the_mock_reports_how_late_it_wrote_each_event(base_url):
+    """The client benchmark subtracts nothing, but prints this next to its errors."""
+    root = base_url.removesuffix("/v1")
+
+    def stats(path: str, method: str) -> dict:
+        request = urllib.request.Request(root + path, method=method)  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+            return json.loads(answer.read())
+
+    assert stats("/mock/stats/reset", "POST")["first_token_late"] == {"count": 0}
+    only_ok(bench(base_url, {"ttft_ms": 5, "itl_ms": 1, "output_tokens": 4}, num_requests=3))
+    late = stats("/mock/stats", "GET")
+    assert late["first_token_late"]["count"] == 3
+    assert late["later_tokens_late"]["count"] == 9
+    assert 0 <= late["first_token_late"]["p50_ms"] < MAX_SLACK_S * 1e3

@@ -134,7 +134,16 @@ class _Shard:
         return prompt, build_request(self.cfg, self.pool, prompt)
 
     async def warmup(self) -> int:
-        """Unmeasured requests that also open the connections; returns errors."""
+        """Unmeasured requests, then (fixed concurrency) one open connection per slot;
+        returns the warm-up errors."""
+        errors = await self._warmup_requests()
+        if "concurrency" in self.shard:
+            await self.pool.preconnect(
+                self.shard["concurrency"], min(self.cfg["request_timeout_s"], 10.0)
+            )
+        return errors
+
+    async def _warmup_requests(self) -> int:
         count = self.shard["warmup"]
         if not count:
             return 0
