@@ -154,6 +154,71 @@ def test_violation_path_points_into_nested_objects():
     assert violation["direction"] == "backward"
 
 
+def with_defs(root: dict, **defs) -> dict:
+    return {**root, "$defs": defs}
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+# Local references are followed: what a definition says counts, not its name.
+REF_CASES = [
+    # A definition renamed, same content: nothing breaks.
+    (
+        with_defs(obj({"u": ref("Usage")}), Usage=obj({"tokens": I})),
+        with_defs(obj({"u": ref("TokenUsage")}), TokenUsage=obj({"tokens": I})),
+        False,
+        False,
+    ),
+    # A definition inlined where it was referenced: nothing breaks.
+    (
+        with_defs(obj({"u": ref("Usage")}), Usage=obj({"tokens": I})),
+        obj({"u": obj({"tokens": I})}),
+        False,
+        False,
+    ),
+    # A required field added inside the referenced definition: breaks backward.
+    (
+        with_defs(obj({"u": ref("Usage")}), Usage=obj({"tokens": I})),
+        with_defs(obj({"u": ref("Usage")}), Usage=obj({"tokens": I, "cost": I}, ["cost"])),
+        True,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("index", range(len(REF_CASES)))
+def test_local_references_are_followed(index, mode):
+    old, new, back, fwd = REF_CASES[index]
+    violations = compatibility.check(
+        json_schema, mode, _parse_json(new), [("1.0.0", _parse_json(old))]
+    )
+    assert bool(violations) is expected_break(mode, back, fwd), violations
+    for violation in violations:
+        assert violation["rule"] == "REQUIRED_ADDED"
+        assert violation["path"] == "/properties/u/properties/cost"
+
+
+def test_recursive_references_terminate_and_still_find_a_break():
+    tree = obj({"name": S, "children": {"type": "array", "items": ref("Node")}})
+    old = with_defs(ref("Node"), Node=tree)
+    deeper = obj({"name": S, "size": I, "children": {"type": "array", "items": ref("Tree")}})
+    new = with_defs(ref("Tree"), Tree={**deeper, "required": ["size"]})
+    (violation,) = json_schema.reader_rejections(_parse_json(new), _parse_json(old))
+    assert violation["rule"] == "REQUIRED_ADDED"
+    assert violation["path"] == "/properties/size"
+    assert json_schema.reader_rejections(_parse_json(old), _parse_json(old)) == []
+
+
+def test_remote_references_are_compared_by_their_text():
+    old = _parse_json(obj({"u": {"$ref": "https://schemas.example/usage-1.json"}}))
+    new = _parse_json(obj({"u": {"$ref": "https://schemas.example/usage-2.json"}}))
+    (violation,) = json_schema.reader_rejections(new, old)
+    assert violation["rule"] == "REF_CHANGED"
+
+
 # v3 is compatible with v2 but not with v1: only transitive modes see it.
 TRANSITIVE_CHAIN = [obj({"x": I}), obj({}), obj({"x": S})]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema
 import orjson
@@ -14,6 +16,12 @@ from schema_registry.errors import InvalidSchemaError
 _LOWER_BOUNDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
 _UPPER_BOUNDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
 _MAX_ERRORS = 50
+_MAX_REF_CHAIN = 32
+
+# The two documents being compared and the $ref pairs under comparison right now
+# (a pair met again inside itself is a recursive schema: assumed equal, which ends it).
+_Active = set[tuple[str, str]]
+_CONTEXT: ContextVar[tuple[Any, Any, _Active]] = ContextVar("json_schema_compare")
 
 
 def _violation(rule: str, path: str, message: str) -> dict[str, str]:
@@ -51,8 +59,52 @@ def validate(parsed: Any, data: Any) -> list[str]:
 
 
 def reader_rejections(reader: Any, writer: Any) -> list[dict[str, str]]:
-    """Violations: ways a document valid under writer can be invalid under reader."""
-    return _compare(reader.schema, writer.schema, "")
+    """Violations: ways a document valid under writer can be invalid under reader.
+
+    Local references (``#/$defs/...``, ``#/definitions/...``, any JSON pointer into the
+    same document) are followed, so a renamed or moved definition is compared by what
+    it says; other references (remote URLs, anchors) are compared by their text."""
+    token = _CONTEXT.set((reader.schema, writer.schema, set()))
+    try:
+        return _compare(reader.schema, writer.schema, "")
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _pointer(root: Any, ref: str) -> Any:
+    """The node a local ``#/...`` reference points to, or None."""
+    node = root
+    for raw in ref[2:].split("/") if ref != "#" else []:
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _follow(node: Any, root: Any) -> tuple[Any, str]:
+    """Follows local $ref chains; keywords next to a $ref still apply (2019-09 and
+    later), so they are kept. Returns the node and the last reference followed."""
+    followed = ""
+    for _ in range(_MAX_REF_CHAIN):
+        ref = node.get("$ref") if isinstance(node, dict) else None
+        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+            break
+        target = _pointer(root, ref)
+        if not isinstance(target, dict | bool):
+            break
+        followed = ref
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        if target is False:  # refers to "nothing is valid": siblings cannot widen it
+            node = False
+        elif target is True:
+            node = siblings or True
+        else:
+            node = {**target, **siblings}
+    return node, followed
 
 
 def _types(schema: dict[str, Any]) -> set[str] | None:
@@ -67,6 +119,28 @@ def _covers(reader_types: set[str], writer_type: str) -> bool:
 
 
 def _compare(reader: Any, writer: Any, path: str) -> list[dict[str, str]]:
+    context = _CONTEXT.get(None)
+    if context is None:
+        return _compare_nodes(reader, writer, path)
+    reader_root, writer_root, active = context
+    reader_node, writer_node = reader, writer
+    reader, reader_ref = _follow(reader, reader_root)
+    writer, writer_ref = _follow(writer, writer_root)
+    if not (reader_ref or writer_ref):
+        return _compare_nodes(reader, writer, path)
+    # A side without a reference here is named by its node, which stays the same
+    # object each time a recursion comes round again.
+    pair = (reader_ref or f"@{id(reader_node)}", writer_ref or f"@{id(writer_node)}")
+    if pair in active:
+        return []
+    active.add(pair)
+    try:
+        return _compare_nodes(reader, writer, path)
+    finally:
+        active.discard(pair)
+
+
+def _compare_nodes(reader: Any, writer: Any, path: str) -> list[dict[str, str]]:
     if reader is True or reader == {}:
         return []
     if writer is False:
