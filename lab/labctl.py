@@ -576,23 +576,31 @@ def ssh_ready(host: dict[str, Any], key: Path) -> str | None:
     return None
 
 
+def ssh_command(key: Path, connect_timeout: int) -> list[str]:
+    """ssh to a lab host: key only, no prompts, host keys neither checked nor kept
+    (every boot makes new ones). The connect timeout also bounds the banner exchange,
+    which is slow on a loaded machine."""
+    return [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        f"ConnectTimeout={connect_timeout}",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+
+
 def ssh_probe(host: dict[str, Any], key: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(  # noqa: S603 - fixed argv
-        [  # noqa: S607 - the system's ssh client, found on PATH like every tool here
-            "ssh",
-            "-i",
-            str(key),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            # Also bounds the banner exchange, which is slow on a loaded machine.
-            f"ConnectTimeout={SSH_PROBE_TIMEOUT // 2}",
-            "-o",
-            "LogLevel=ERROR",
+        [  # the system's ssh client, found on PATH like every tool here
+            *ssh_command(key, SSH_PROBE_TIMEOUT // 2),
             f"{LAB_USER}@{host['address']}",
             "sudo",
             "-n",

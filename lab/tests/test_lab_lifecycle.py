@@ -18,6 +18,9 @@ import pytest
 import yaml
 
 LABCTL = Path(__file__).resolve().parents[1] / "labctl.py"
+sys.path.insert(0, str(LABCTL.parent))
+import labctl as labctl_module  # noqa: E402 - the tool under test, for its ssh options
+
 LAB_ROOT = Path(os.environ.get("LLMOPS_LAB_ROOT", "/var/lib/llmops-lab"))
 # Fixed names: the apt caches and lock files kept per lab name are reused, not piled up.
 LAB_A = "lifecycle-a"
@@ -36,19 +39,7 @@ def ssh(lab: str, address: str, command: str) -> subprocess.CompletedProcess[str
     key = LAB_ROOT / "labs" / lab / "id_ed25519"
     return subprocess.run(
         [
-            "ssh",
-            "-i",
-            str(key),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=5",
+            *labctl_module.ssh_command(key, 5),
             f"lab@{address}",
             command,
         ],
