@@ -9,8 +9,10 @@ Runs molecule/release/loadgen.py through the load balancer, then per round
 `playbooks/release.yml -e version=TO` and `playbooks/rollback.yml -e version=BACK`, with
 Ansible's json callback. Reports the wall time of each playbook, the time each host
 spent being switched back (first to last task of the rollback play on that host:
-drain, switch both instances, /ready, enable, current), and the failed requests
-during each phase. Prints the figures and saves them in benchmarks/results/.
+drain, switch both instances, /ready, enable, current) with the slowest tasks of that
+play, the failed requests during each phase and the machine's load average (a shared
+2-core machine: the figures mean little without it). Prints the figures and saves them
+in benchmarks/results/.
 The inventory is one the deploy or the release Molecule scenario wrote (the load
 balancer is its first `lb` host); only those lab hosts are targets.
 """
@@ -50,9 +52,13 @@ def inventory_facts(inventory: str) -> tuple[str, str]:
     hostvars = data["_meta"]["hostvars"]
     lb = data["lb"]["hosts"][0]
     registry = data["registry"]["hosts"][0]
-    keys = hostvars[registry].get("schema_registry_api_keys") or hostvars[registry].get(
-        "vault_registry_api_keys"
+    # ansible-inventory prints variables untemplated: take the first list of keys, so
+    # "{{ vault_registry_api_keys }}" wiring is passed over for the list it points at.
+    candidates = (
+        hostvars[registry].get(name)
+        for name in ("schema_registry_api_keys", "vault_registry_api_keys")
     )
+    keys = next((value for value in candidates if isinstance(value, list) and value), None)
     if not keys:
         raise SystemExit("release_bench: no schema_registry_api_keys in the inventory")
     return hostvars[lb].get("ansible_host", lb), keys[0]["key"]
@@ -64,7 +70,7 @@ def run_playbook(inventory: str, playbook: str, version: str) -> dict:
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
     )
-    start = time.time()
+    start, load_before = time.time(), load_average()
     proc = subprocess.run(  # noqa: S603 - fixed argv, our own playbooks
         [
             ansible_bin("ansible-playbook"),
@@ -87,6 +93,8 @@ def run_playbook(inventory: str, playbook: str, version: str) -> dict:
         report = {"plays": []}
     return {
         "rc": proc.returncode,
+        "load_before": load_before,
+        "load_after": load_average(),
         "start": start,
         "end": end,
         "report": report,
@@ -113,6 +121,33 @@ def per_host_seconds(report: dict, play_name: str) -> dict[str, float]:
                 span[0] = min(span[0], _ts(duration["start"]))
                 span[1] = max(span[1], _ts(duration["end"]))
     return {host: round(end - start, 2) for host, (start, end) in spans.items()}
+
+
+def slowest_tasks(report: dict, play_name: str, top: int = 8) -> dict[str, list]:
+    """Per host, the tasks of the named play that took longest (summed over loops)."""
+    totals: dict[str, dict[str, float]] = {}
+    for play in report.get("plays", []):
+        if play["play"]["name"] != play_name:
+            continue
+        for task in play["tasks"]:
+            duration = task["task"].get("duration", {})
+            if not duration.get("start") or not duration.get("end"):
+                continue
+            seconds = _ts(duration["end"]) - _ts(duration["start"])
+            for host in task["hosts"]:
+                per_task = totals.setdefault(host, {})
+                name = task["task"]["name"]
+                per_task[name] = per_task.get(name, 0.0) + seconds
+    return {
+        host: [
+            [name, round(sec, 2)] for name, sec in sorted(tasks.items(), key=lambda i: -i[1])[:top]
+        ]
+        for host, tasks in totals.items()
+    }
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
 
 
 def failures_between(summary: dict, start: float, end: float) -> int:
@@ -167,16 +202,22 @@ def main() -> int:
         "to": args.to,
         "back": args.back,
         "load_rate_target": args.rate,
+        "load_rate_achieved": round(summary["requests"] / max(summary["seconds"], 0.1), 1),
         "requests": summary["requests"],
+        "cpu_count": os.cpu_count(),
         "rounds": [
             {
                 "release_rc": rel["rc"],
                 "release_seconds": round(rel["end"] - rel["start"], 1),
                 "release_failed_requests": failures_between(summary, rel["start"], rel["end"]),
+                "release_load_average": [rel["load_before"], rel["load_after"]],
                 "rollback_rc": rb["rc"],
                 "rollback_seconds": round(rb["end"] - rb["start"], 1),
                 "rollback_seconds_per_host": per_host_seconds(rb["report"], SWITCH_PLAY),
+                "rollback_slowest_tasks_per_host": slowest_tasks(rb["report"], SWITCH_PLAY),
                 "rollback_failed_requests": failures_between(summary, rb["start"], rb["end"]),
+                "rollback_load_average": [rb["load_before"], rb["load_after"]],
+                "errors": [run["stderr"] for run in (rel, rb) if run["rc"] != 0],
             }
             for rel, rb in rounds
         ],
@@ -190,10 +231,15 @@ def main() -> int:
             f"round {number}: release {item['release_seconds']} s "
             f"(rc {item['release_rc']}, {item['release_failed_requests']} failed requests), "
             f"rollback {item['rollback_seconds']} s "
-            f"(rc {item['rollback_rc']}, {item['rollback_failed_requests']} failed requests)"
+            f"(rc {item['rollback_rc']}, {item['rollback_failed_requests']} failed requests); "
+            f"load average 1/5/15 min at the rollback's end {item['rollback_load_average'][1]}"
         )
         for host, seconds in sorted(item["rollback_seconds_per_host"].items()):
             print(f"  rollback on {host}: {seconds} s (target <= 5 s)")
+            for name, task_seconds in item["rollback_slowest_tasks_per_host"].get(host, [])[:5]:
+                print(f"    {task_seconds:6.2f} s  {name}")
+        for error in item["errors"]:
+            print(f"  a playbook failed: {error[-500:]}")
     print(
         f"requests through the load balancer: {results['requests']}, "
         f"failed: {results['failed_requests_total']} (target 0)"
