@@ -50,6 +50,9 @@ RECAP_LINE = re.compile(
 )
 TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\]")
 CHANGED_LINE = re.compile(r"^changed: \[(?P<host>[^\]]+)\]")
+# ansible.posix.profile_tasks' closing list: "role : task ------ 12.34s".
+SLOW_TASK_LINE = re.compile(r"^(?P<task>.+?) -+ (?P<seconds>\d+\.\d+)s$")
+SLOWEST = 10
 
 
 def tool(name: str) -> str:
@@ -60,6 +63,9 @@ def tool(name: str) -> str:
 
 def ansible_env() -> dict[str, str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # Per-task times, to name where each run spends its time.
+    env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
+    env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = str(SLOWEST)
     env["PATH"] = f"{ROOT / '.venv/bin'}:{env.get('PATH', '/usr/bin:/bin')}"
     return env
 
@@ -141,6 +147,7 @@ def parse_run(output: str) -> dict[str, object]:
     """Per-host recap and the tasks that reported a change, from the default callback."""
     recap: dict[str, dict[str, int]] = {}
     changed_tasks: list[str] = []
+    slowest: list[tuple[str, float]] = []
     task = ""
     in_recap = False
     for line in output.splitlines():
@@ -150,6 +157,8 @@ def parse_run(output: str) -> dict[str, object]:
         if in_recap and (match := RECAP_LINE.match(line)):
             counts = {k: int(v) for k, v in match.groupdict().items() if k != "host"}
             recap[match["host"]] = counts
+        elif in_recap and (match := SLOW_TASK_LINE.match(line)):
+            slowest.append((match["task"], float(match["seconds"])))
         elif match := TASK_LINE.match(line):
             task = match["name"]
         elif match := CHANGED_LINE.match(line):
@@ -159,6 +168,7 @@ def parse_run(output: str) -> dict[str, object]:
         "failed": sum(counts["failed"] + counts["unreachable"] for counts in recap.values()),
         "recap": recap,
         "changed_tasks": changed_tasks,
+        "slowest_tasks": slowest,
     }
 
 
@@ -222,6 +232,8 @@ def main() -> int:
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio < TARGET_RATIO,
         "noop_recap": noop["recap"],
+        "first_converge_slowest_tasks": first["slowest_tasks"],
+        "noop_rerun_slowest_tasks": noop["slowest_tasks"],
     }
     (RESULTS / "deploy_bench.json").write_text(json.dumps(figures, indent=2) + "\n")
 
@@ -233,6 +245,10 @@ def main() -> int:
     print(f"no-op re-run      {minutes(noop_s)}  (changed={noop['changed']})")
     verdict = "meets" if ratio < TARGET_RATIO else "misses"
     print(f"no-op / first     {ratio:.3f}  ({verdict} the target < {TARGET_RATIO})")
+    for name, run_figures in (("first converge", first), ("no-op re-run", noop)):
+        print(f"slowest tasks of the {name}:")
+        for task, seconds in run_figures["slowest_tasks"]:
+            print(f"  {seconds:7.1f} s  {task}")
     print(f"saved             {RESULTS / 'deploy_bench.json'}")
     if noop["changed"]:
         print("the re-run changed something:", *noop["changed_tasks"], sep="\n  ")
