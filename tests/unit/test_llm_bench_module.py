@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -46,31 +44,6 @@ def task_results(output: str, task: str) -> dict:
             if item["task"]["name"] == task:
                 return item["hosts"]
     raise AssertionError(f"task {task!r} not in the output")
-
-
-@pytest.fixture
-def pushgateway():
-    binary = shutil.which("prometheus-pushgateway")
-    if binary is None:
-        pytest.skip("prometheus-pushgateway not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/-/ready", timeout=1).close()  # noqa: S310 - our own gateway
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 def test_ansible_doc_renders_the_module():

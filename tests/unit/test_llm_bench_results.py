@@ -11,7 +11,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -24,7 +23,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 from llm_bench import engine, prom, report, stats  # noqa: E402
 from llm_bench.config import ConfigError, validate  # noqa: E402
 from llm_bench.sse import SSEDecoder, StreamError, StreamState, openai_event  # noqa: E402
-from mock_llm_server.process import free_port  # noqa: E402
 
 LABELS = {"provider": "vllm", "model": "m-1", "endpoint": "east"}
 
@@ -238,31 +236,6 @@ def test_promtool_accepts_the_exposition():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.fixture
-def pushgateway():
-    binary = shutil.which("prometheus-pushgateway")
-    if binary is None:
-        pytest.skip("prometheus-pushgateway not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/-/ready", timeout=1).close()  # noqa: S310 - http to our own gateway
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 def test_push_lands_in_a_real_pushgateway_under_its_group(pushgateway):
