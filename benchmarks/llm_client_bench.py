@@ -107,6 +107,7 @@ def ours_concurrency(url: str, concurrency: int, requests: int) -> dict:
         ),
         "scheduling_lag": error_stats([r["lag_s"] for r in result["run"]["requests"]]),
         "tokens_exact": all(r["output_tokens"] == TOKENS for r in ok),
+        "client_cpu_share": result["run"]["client_cpu_share"],
         "server_lateness": server_lateness(url),
     }
 
@@ -335,7 +336,8 @@ def print_table(results: dict) -> None:
         if late.get("count"):
             print(
                 f"{'':>5}   (mock server wrote the first token late by p50 "
-                f"{late['p50_ms']:.2f} p99 {late['p99_ms']:.2f} ms: part of both columns)"
+                f"{late['p50_ms']:.2f} p99 {late['p99_ms']:.2f} ms: part of both columns; "
+                f"our busiest worker used {row['ours'].get('client_cpu_share') or 0:.0%} of a CPU)"
             )
     print("\nConstant rate: requested vs achieved send rate (req/s)")
     for row in results["constant_rate"]:

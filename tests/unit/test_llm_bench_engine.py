@@ -298,6 +298,8 @@ def test_fixed_concurrency_opens_one_connection_per_slot_before_the_clock(base_u
     # Every slot found its connection open: no handshake inside the measured run.
     assert [r["connect_s"] for r in records] == [0.0] * 12
     assert result["run"]["connections_opened"] == 6
+    # The client reports how busy it was itself: a share of one CPU.
+    assert 0.0 < result["summary"]["client_cpu_share"] <= 1.05
 
 
 def test_the_mock_reports_how_late_it_wrote_each_event(base_url):

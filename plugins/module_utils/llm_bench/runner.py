@@ -267,6 +267,7 @@ async def _run_local(
     t0 = time.perf_counter_ns()
     deadline = t0 + int(config_mod.run_deadline_s(cfg) * 1e9)
     ticker = _ticker(runner, lambda n: progress(n, total)) if progress else None
+    cpu0 = time.process_time()
     await runner.measured(t0, deadline)
     if ticker:
         ticker.cancel()
@@ -277,6 +278,7 @@ async def _run_local(
         "not_sent": runner.not_sent,
         "connections": runner.pool.opened,
         "elapsed_s": (time.perf_counter_ns() - t0) / 1e9,
+        "cpu_s": time.process_time() - cpu0,
     }
 
 
@@ -302,6 +304,7 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         _, t0, deadline = await start
         loop.remove_reader(conn.fileno())
         ticker = _ticker(runner, lambda n: conn.send(("progress", n)))
+        cpu0 = time.process_time()
         await runner.measured(t0, deadline)
         ticker.cancel()
         return {
@@ -310,6 +313,7 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
             "not_sent": runner.not_sent,
             "connections": runner.pool.opened,
             "elapsed_s": (time.perf_counter_ns() - t0) / 1e9,
+            "cpu_s": time.process_time() - cpu0,
         }
 
     try:
@@ -320,7 +324,14 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         conn.close()
 
 
-_EMPTY = {"records": [], "warmup_errors": 0, "not_sent": 0, "connections": 0, "elapsed_s": 0.0}
+_EMPTY = {
+    "records": [],
+    "warmup_errors": 0,
+    "not_sent": 0,
+    "connections": 0,
+    "elapsed_s": 0.0,
+    "cpu_s": 0.0,
+}
 
 
 class _Coordinator:
@@ -424,6 +435,11 @@ def _run_processes(
     return parts
 
 
+def _cpu_share(parts: list[dict]) -> float | None:
+    busy = [p["cpu_s"] / p["elapsed_s"] for p in parts if p["elapsed_s"] > 0]
+    return round(max(busy), 3) if busy else None
+
+
 def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
     """Run a validated config; returns the raw run (per-request records and facts)."""
     prompts = _prompts_for(cfg)
@@ -448,6 +464,10 @@ def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
         "warmup_errors": sum(p["warmup_errors"] for p in parts),
         "not_sent": sum(p["not_sent"] for p in parts),
         "connections_opened": sum(p["connections"] for p in parts),
+        # CPU the client itself used while measuring, as a share of its workers' time:
+        # near 1.0 means the client, not the server, may set the pace.
+        "client_cpu_s": sum(p["cpu_s"] for p in parts),
+        "client_cpu_share": _cpu_share(parts),
         "planned_requests": total,
         "requests": records,
     }

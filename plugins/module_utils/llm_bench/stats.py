@@ -80,6 +80,9 @@ def summarize(run: dict, goodput: dict | None = None, rate: float | None = None)
         "total_token_throughput": (out_tokens + in_tokens) / duration if duration else 0.0,
         "achieved_send_rate": _achieved_rate(records),
         "requested_rate": rate,
+        # The busiest client worker's CPU share while measuring (near 1.0: the client
+        # may be what sets the pace; see scheduling_lag_s for how late it was).
+        "client_cpu_share": run.get("client_cpu_share"),
     }
     if goodput:
         good = sum(1 for r in ok if _meets(r, goodput))
@@ -115,6 +118,8 @@ def merge(runs: list[dict]) -> dict:
         "warmup_errors": sum(run.get("warmup_errors", 0) for run in runs),
         "not_sent": sum(run.get("not_sent", 0) for run in runs),
         "connections_opened": sum(run.get("connections_opened", 0) for run in runs),
+        "client_cpu_s": sum(run.get("client_cpu_s", 0.0) for run in runs),
+        "client_cpu_share": max((run.get("client_cpu_share") or 0.0 for run in runs), default=None),
         "planned_requests": sum(run.get("planned_requests") or 0 for run in runs),
         "requests": sorted(records, key=lambda r: r.get("wall_time", 0.0)),
     }
