@@ -10,10 +10,7 @@ Only this scenario runs this file (multi_host has no monitoring host).
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.request
 import uuid
 
 import testinfra
@@ -26,6 +23,7 @@ from dashboard_checks import (
     query_result,
     wait_for,
 )
+from lab_http import http_json
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 SCHEMA = {
@@ -41,26 +39,12 @@ def address(group: str) -> str:
     return RUNNER.get_variables(RUNNER.get_hosts(group)[0])["ansible_host"]
 
 
-def http(method: str, url: str, body: dict | None = None, key: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    # Only http:// URLs built from lab host addresses reach here.
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 def registry_traffic(lb_url: str, key: str) -> None:
     """Registers schemas, reads each several times (cache misses then hits, on both
     instances behind the load balancer) and validates good and bad data."""
     for _ in range(5):
         subject = f"molecule.dashboards.prompt_{uuid.uuid4().hex[:8]}"
-        status, created = http(
+        status, created = http_json(
             "POST",
             f"{lb_url}/api/v1/schemas",
             {"subject": subject, "schema": SCHEMA, "schema_type": "JSON"},
@@ -68,13 +52,13 @@ def registry_traffic(lb_url: str, key: str) -> None:
         )
         assert status == 201, created
         for _ in range(6):
-            status, _ = http("GET", f"{lb_url}/api/v1/schemas/{created['id']}")
+            status, _ = http_json("GET", f"{lb_url}/api/v1/schemas/{created['id']}")
             assert status == 200
         for data, valid in (({"prompt": "hi"}, True), ({"max_tokens": 5}, False)):
-            status, verdict = http("POST", f"{lb_url}/api/v1/validate/{created['id']}", data)
+            status, verdict = http_json("POST", f"{lb_url}/api/v1/validate/{created['id']}", data)
             assert status == 200
             assert verdict["is_valid"] is valid
-    status, _ = http("GET", f"{lb_url}/api/v1/schemas/{uuid.uuid4()}")
+    status, _ = http_json("GET", f"{lb_url}/api/v1/schemas/{uuid.uuid4()}")
     assert status == 404
 
 

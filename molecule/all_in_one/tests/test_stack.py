@@ -8,12 +8,16 @@ import json
 import os
 import re
 import subprocess
-import urllib.error
-import urllib.request
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
+
+# molecule/shared, found from this file's real place (multi_host links it).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from lab_http import http_json
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 INSTANCES = {"a": 8081, "b": 8082}
@@ -41,20 +45,6 @@ def _api_key() -> str:
     return _var(_hosts("registry")[0], "vault_registry_api_keys")[0]["key"]
 
 
-def _http(method: str, url: str, body: dict | None = None, key: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    # Only http:// URLs built from lab host addresses reach here.
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 @pytest.fixture(scope="module")
 def lb_url() -> str:
     return f"http://{_address(_hosts('lb')[0])}:8080"
@@ -67,27 +57,29 @@ def test_schema_registered_through_the_load_balancer_can_be_fetched(lb_url):
         "properties": {"prompt": {"type": "string"}, "max_tokens": {"type": "integer"}},
         "required": ["prompt"],
     }
-    status, created = _http(
+    status, created = http_json(
         "POST",
         f"{lb_url}/api/v1/schemas",
         {"subject": subject, "schema": schema, "schema_type": "JSON"},
         key=_api_key(),
     )
     assert status == 201, created
-    status, fetched = _http("GET", f"{lb_url}/api/v1/schemas/{created['id']}")
+    status, fetched = http_json("GET", f"{lb_url}/api/v1/schemas/{created['id']}")
     assert status == 200
     assert fetched["id"] == created["id"]
     stored = fetched["schema"]
     if isinstance(stored, str):
         stored = json.loads(stored)
     assert stored == schema
-    status, verdict = _http("POST", f"{lb_url}/api/v1/validate/{created['id']}", {"max_tokens": 5})
+    status, verdict = http_json(
+        "POST", f"{lb_url}/api/v1/validate/{created['id']}", {"max_tokens": 5}
+    )
     assert status == 200
     assert verdict["is_valid"] is False
 
 
 def test_writes_without_an_api_key_are_refused(lb_url):
-    status, body = _http(
+    status, body = http_json(
         "POST",
         f"{lb_url}/api/v1/schemas",
         {"subject": "molecule.noauth", "schema": {"type": "string"}, "schema_type": "JSON"},
@@ -99,11 +91,11 @@ def test_writes_without_an_api_key_are_refused(lb_url):
 @pytest.mark.parametrize("host", _hosts("registry"))
 @pytest.mark.parametrize("slot", sorted(INSTANCES))
 def test_every_instance_is_ready_and_serves_the_inventory_version(host, slot):
-    status, health = _http("GET", f"http://{_address(host)}:{INSTANCES[slot]}/health")
+    status, health = http_json("GET", f"http://{_address(host)}:{INSTANCES[slot]}/health")
     assert status == 200
     assert health["status"] == "healthy"
     assert health["version"] == _var(host, "schema_registry_version")
-    status, _ = _http("GET", f"http://{_address(host)}:{INSTANCES[slot]}/ready")
+    status, _ = http_json("GET", f"http://{_address(host)}:{INSTANCES[slot]}/ready")
     assert status == 200
 
 

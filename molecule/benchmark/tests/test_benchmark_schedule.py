@@ -16,8 +16,7 @@ def metrics(host) -> str:
 
 def sample(text: str, name: str, **labels) -> float:
     for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line
-                                               for k, v in labels.items()):
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} {labels} not in the Pushgateway")
 
@@ -50,14 +49,19 @@ def test_a_run_pushes_spec_metrics_and_logs_to_the_journal(host):
     chat = {"endpoint": "mock-chat", "provider": "mock", "model": "mock-model"}
     assert sample(text, "llm_requests_total", status="success", **chat) >= REQUESTS
     assert sample(text, "llm_tokens_generated_total", **chat) == TOKENS * sample(
-        text, "llm_requests_total", status="success", **chat)
+        text, "llm_requests_total", status="success", **chat
+    )
     # The mock answers after 50 ms: no first token can be seen before that.
     assert sample(text, "llm_ttft_seconds_bucket", le="0.025", **chat) == 0
     assert sample(text, "llm_ttft_seconds_count", **chat) == sample(
-        text, "llm_ttft_seconds_bucket", le="+Inf", **chat)
-    for name in ("llm_request_duration_seconds_bucket", "llm_tpot_seconds_bucket",
-                 "llm_benchmark_last_run_timestamp_seconds",
-                 "llm_benchmark_scheduling_lag_seconds_count"):
+        text, "llm_ttft_seconds_bucket", le="+Inf", **chat
+    )
+    for name in (
+        "llm_request_duration_seconds_bucket",
+        "llm_tpot_seconds_bucket",
+        "llm_benchmark_last_run_timestamp_seconds",
+        "llm_benchmark_scheduling_lag_seconds_count",
+    ):
         sample(text, name, endpoint="mock-anthropic")
     with host.sudo():
         journal = host.check_output("journalctl -u llm-latency-bench.service --no-pager -n 50")
