@@ -69,7 +69,7 @@ lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every mo
 	yamllint -s .
 	ansible-lint
 	ruff check .
-	ruff format --check plugins lab tests benchmarks service/src
+	ruff format --check .
 	bash tests/check_docs.sh
 
 unit: venv ## Unit tests of modules, module_utils and the lab tool

@@ -22,11 +22,15 @@ def main() -> None:
             response.read()
         samples.append((time.monotonic() - start) * 1000)
     samples.sort()
-    print(json.dumps({
-        "count": len(samples),
-        "p50_ms": round(statistics.median(samples), 3),
-        "p90_ms": round(samples[int(len(samples) * 0.9) - 1], 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "count": len(samples),
+                "p50_ms": round(statistics.median(samples), 3),
+                "p90_ms": round(samples[int(len(samples) * 0.9) - 1], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
