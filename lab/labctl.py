@@ -572,7 +572,9 @@ def ssh_ready(host: dict[str, Any], key: Path) -> str | None:
     except subprocess.TimeoutExpired:
         return f"ssh gave no answer within {SSH_PROBE_TIMEOUT} s"
     if result.returncode != 0:
-        return f"ssh: {result.stderr.decode(errors='replace').strip()}"
+        # LogLevel=ERROR hides "Connection closed by ...": say at least how ssh ended.
+        message = result.stderr.decode(errors="replace").strip() or "no message"
+        return f"ssh exit {result.returncode}: {message}"
     return None
 
 
