@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,38 +107,36 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def per_host_seconds(report: dict, play_name: str) -> dict[str, float]:
-    """First task start to last task end per host in the named play."""
-    spans: dict[str, list[float]] = {}
+def timed_tasks(report: dict, play_name: str) -> Iterator[tuple[dict, float, float]]:
+    """(task, start, end) of every task of the named play that has both times."""
     for play in report.get("plays", []):
         if play["play"]["name"] != play_name:
             continue
         for task in play["tasks"]:
             duration = task["task"].get("duration", {})
-            if not duration.get("start") or not duration.get("end"):
-                continue
-            for host in task["hosts"]:
-                span = spans.setdefault(host, [float("inf"), 0.0])
-                span[0] = min(span[0], _ts(duration["start"]))
-                span[1] = max(span[1], _ts(duration["end"]))
+            if duration.get("start") and duration.get("end"):
+                yield task, _ts(duration["start"]), _ts(duration["end"])
+
+
+def per_host_seconds(report: dict, play_name: str) -> dict[str, float]:
+    """First task start to last task end per host in the named play."""
+    spans: dict[str, list[float]] = {}
+    for task, start, end in timed_tasks(report, play_name):
+        for host in task["hosts"]:
+            span = spans.setdefault(host, [float("inf"), 0.0])
+            span[0] = min(span[0], start)
+            span[1] = max(span[1], end)
     return {host: round(end - start, 2) for host, (start, end) in spans.items()}
 
 
 def slowest_tasks(report: dict, play_name: str, top: int = 8) -> dict[str, list]:
     """Per host, the tasks of the named play that took longest (summed over loops)."""
     totals: dict[str, dict[str, float]] = {}
-    for play in report.get("plays", []):
-        if play["play"]["name"] != play_name:
-            continue
-        for task in play["tasks"]:
-            duration = task["task"].get("duration", {})
-            if not duration.get("start") or not duration.get("end"):
-                continue
-            seconds = _ts(duration["end"]) - _ts(duration["start"])
-            for host in task["hosts"]:
-                per_task = totals.setdefault(host, {})
-                name = task["task"]["name"]
-                per_task[name] = per_task.get(name, 0.0) + seconds
+    for task, start, end in timed_tasks(report, play_name):
+        for host in task["hosts"]:
+            per_task = totals.setdefault(host, {})
+            name = task["task"]["name"]
+            per_task[name] = per_task.get(name, 0.0) + end - start
     return {
         host: [
             [name, round(sec, 2)] for name, sec in sorted(tasks.items(), key=lambda i: -i[1])[:top]
