@@ -49,13 +49,20 @@ def panel_queries(skip_uids: frozenset[str] = frozenset()) -> list[PanelQuery]:
         board = json.loads(path.read_text(encoding="utf-8"))
         if board["uid"] in skip_uids:
             continue
-        for panel in board["panels"]:
-            for inner in [panel, *panel.get("panels", [])]:
-                for target in inner.get("targets", []):
-                    queries.append(
-                        PanelQuery(board["uid"], inner["title"], concrete(target["expr"]))
-                    )
+        queries.extend(
+            PanelQuery(board["uid"], title, concrete(expr)) for title, expr in board_queries(board)
+        )
     return queries
+
+
+def board_queries(board: dict) -> list[tuple[str, str]]:
+    """(panel title, expr as written) of every target of every panel, rows included."""
+    return [
+        (inner["title"], target["expr"])
+        for panel in board["panels"]
+        for inner in [panel, *panel.get("panels", [])]
+        for target in inner.get("targets", [])
+    ]
 
 
 def dashboard_uids() -> set[str]:

@@ -11,16 +11,19 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+# One reading of the dashboards' queries, shared with the live checks in Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "molecule" / "shared"))
+from dashboard_checks import board_queries, concrete
+
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "grafana"
 DASHBOARD_FILES = sorted((ROLE / "files" / "dashboards").glob("*.json"))
-# What Grafana substitutes at query time; used to hand promtool a concrete query.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$provider": ".*"}
 TEST_UID = "uid-from-test"
 
 RENDER_PLAYBOOK = """
@@ -52,22 +55,6 @@ RENDER_PLAYBOOK = """
         mode: "0644"
       loop: "{{{{ grafana_dashboards }}}}"
 """
-
-
-def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
-    """(panel title, expr) of every target of every panel, rows included."""
-    found = []
-    for panel in dashboard["panels"]:
-        for inner in [panel, *panel.get("panels", [])]:
-            for target in inner.get("targets", []):
-                found.append((inner["title"], target["expr"]))
-    return found
-
-
-def concrete(expr: str) -> str:
-    for name, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(name, value)
-    return expr
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +92,7 @@ def test_llm_latency_overview_has_the_spec_settings_and_panels() -> None:
     assert board["refresh"] == "10s"
     assert board["time"] == {"from": "now-1h", "to": "now"}
     assert [v["name"] for v in board["templating"]["list"]] == ["provider"]
-    queries = " ".join(expr for _, expr in dashboard_queries(board))
+    queries = " ".join(expr for _, expr in board_queries(board))
     for needed in (
         "histogram_quantile(0.5,",
         "histogram_quantile(0.95,",
@@ -119,7 +106,7 @@ def test_llm_latency_overview_has_the_spec_settings_and_panels() -> None:
         assert needed in queries, needed
     assert "gauge" in {p["type"] for p in board["panels"]}
     # Every LLM query honours the provider variable.
-    for title, expr in dashboard_queries(board):
+    for title, expr in board_queries(board):
         assert 'provider=~"$provider"' in expr, title
 
 
@@ -150,7 +137,7 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as a recording rule: a syntax error fails here."""
     rules = []
     for path in DASHBOARD_FILES:
-        for index, (_, expr) in enumerate(dashboard_queries(json.loads(path.read_text()))):
+        for index, (_, expr) in enumerate(board_queries(json.loads(path.read_text()))):
             name = re.sub(r"[^a-z0-9]", "_", path.stem)
             rules.append({"record": f"dashboard:{name}:q{index}", "expr": concrete(expr)})
     assert len(rules) > 30
