@@ -11,17 +11,8 @@ import orjson
 import pytest
 
 from schema_registry import compatibility
+from schema_registry.config import COMPATIBILITY_MODES as MODES
 from schema_registry.formats import avro, json_schema, protobuf
-
-MODES = (
-    "NONE",
-    "BACKWARD",
-    "FORWARD",
-    "FULL",
-    "BACKWARD_TRANSITIVE",
-    "FORWARD_TRANSITIVE",
-    "FULL_TRANSITIVE",
-)
 
 
 def expected_break(mode: str, backward: bool, forward: bool) -> bool:
