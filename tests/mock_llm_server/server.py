@@ -11,6 +11,9 @@ every test case.
 
 Timings are scheduled on absolute deadlines measured from the moment the request
 body was read (token k leaves at ttft + k * itl), so lateness never accumulates.
+Every stream's next event waits on one heap with one loop timer (``_Timeline``), and
+every event's bytes are built before the first one is due, so a tick that serves
+hundreds of streams costs one callback plus one socket write per stream.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
+import itertools
 import json
+import math
 import os
 import signal
 import socket
@@ -31,6 +37,9 @@ WORD = " word"
 # rest by reading the clock: asyncio's epoll sleeps round up to whole milliseconds.
 _SPIN_S = 0.0015
 _SPIN_MAX_STREAMS = 8
+# The mock's clock: CLOCK_MONOTONIC, like the client's. Not loop.time(): uvloop's is
+# cached per loop iteration in whole milliseconds.
+_now = time.perf_counter
 
 
 @dataclasses.dataclass
@@ -102,6 +111,7 @@ class _Stream:
         self.prompt_tokens = prompt_tokens
         self.usage = usage
         self.id = f"mock-{time.monotonic_ns()}"
+        self._content: dict[int, bytes] = {}
 
     def opening(self) -> list[bytes]:
         if self.api == "chat" and self.cfg.role_first_chunk:
@@ -136,6 +146,13 @@ class _Stream:
         }
 
     def content(self, ntokens: int) -> bytes:
+        """One content event; the same bytes for every event of a given size."""
+        cached = self._content.get(ntokens)
+        if cached is None:
+            cached = self._content[ntokens] = self._encode_content(ntokens)
+        return cached
+
+    def _encode_content(self, ntokens: int) -> bytes:
         text = WORD * ntokens
         if self.api == "chat":
             return _sse(self._chat_chunk({"content": text}, None))
@@ -238,7 +255,7 @@ class MockServer:
     (``GET /mock/stats``, reset with ``POST /mock/stats/reset``; per process). A
     client's measured error minus this lateness is the client's own share."""
 
-    _MAX_SAMPLES = 500_000
+    MAX_SAMPLES = 500_000
 
     def __init__(self, defaults: MockConfig | None = None) -> None:
         self.defaults = defaults or MockConfig()
@@ -248,6 +265,7 @@ class MockServer:
         self.late_first: list[float] = []
         self.active_streams = 0
         self.late_gap: list[float] = []
+        self.timeline = _Timeline(self)
 
     def _stats(self, method: str) -> bytes:
         if method == "POST":
@@ -288,7 +306,7 @@ class MockServer:
                     request = await _read_request(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                received = time.perf_counter()
+                received = _now()
                 keep_open = await self._respond(writer, received, request)
                 if not keep_open:
                     return
@@ -361,24 +379,17 @@ class MockServer:
         if usage is None:
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         stream = _Stream(api, str(payload.get("model", "mock")), cfg, prompt_tokens, usage)
+        # The head and the opening events (role chunk, message_start) in one write.
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"".join(stream.opening())
         )
-        for event in stream.opening():
-            writer.write(event)
         total = (
             cfg.output_tokens
             if cfg.truncate_after is None
             else min(cfg.truncate_after, cfg.output_tokens)
         )
-        # One timer callback per event on absolute deadlines, bytes built up front:
-        # far cheaper than a coroutine wake-up per token, so the mock stays on time
-        # with hundreds of streams.
-        transport = writer.transport
-        loop = asyncio.get_running_loop()
-        origin = loop.time() - (time.perf_counter() - received)
-        finished = loop.create_future()
         events: list[bytes] = []
         produced = 0
         while produced < total:
@@ -395,49 +406,124 @@ class MockServer:
             tail = _sse("[DONE]") + _chunk(b"")
         else:
             tail = b""  # cut: the connection closes mid-body
-
-        def due(index: int) -> float:
-            return origin + (cfg.ttft_ms + index * cfg.itl_ms) / 1000.0
-
-        def emit(index: int) -> None:
-            if transport.is_closing():
-                if not finished.done():
-                    finished.set_result(None)
-                return
-            # Maybe woken a little early (see below): wait out the rest on the clock.
-            deadline = due(index)
-            while loop.time() < deadline:
-                pass
-            transport.write(events[index])
-            late = self.late_first if index == 0 else self.late_gap
-            if len(late) < self._MAX_SAMPLES:
-                late.append(loop.time() - due(index))
-            if index == len(events) - 1:
-                finish()
-
-        def finish() -> None:
-            if tail:
-                transport.write(tail)
-            else:
-                transport.close()
-            if not finished.done():
-                finished.set_result(None)
-
-        if not events:
-            finish()
-        # epoll sleeps in whole milliseconds, rounded up: with few streams, wake _SPIN_S
-        # early and spin. With many, events are dense and the spinning would only take
-        # CPU from the client on the same machine.
-        spin = _SPIN_S if self.active_streams < _SPIN_MAX_STREAMS else 0.0
-        self.active_streams += 1
-        for index in range(len(events)):
-            loop.call_at(due(index) - spin, emit, index)
-        try:
-            await finished
-        finally:
-            self.active_streams -= 1
+        emitter = _Emitter(self, writer.transport, events, tail)
+        emitter.origin = received + cfg.ttft_ms / 1000.0
+        emitter.itl = cfg.itl_ms / 1000.0
+        if events:
+            self.timeline.add(emitter.origin, emitter)
+        else:
+            emitter.emit(emitter.origin)
+        await emitter.done
         if not tail:
             writer.close()
+
+
+class _Emitter:
+    """The events of one response, written one per due time by the timeline."""
+
+    __slots__ = ("done", "events", "index", "itl", "origin", "server", "tail", "transport")
+
+    def __init__(
+        self, server: MockServer, transport: asyncio.Transport, events: list[bytes], tail: bytes
+    ) -> None:
+        self.server = server
+        self.transport = transport
+        # The tail (finish, usage, [DONE], last chunk) leaves with the last event:
+        # one write, as a real server flushes them together.
+        self.events = [*events[:-1], events[-1] + tail] if events else []
+        self.tail = tail
+        self.index = 0
+        self.origin = 0.0
+        self.itl = 0.0
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+        server.active_streams += 1
+
+    def emit(self, due: float) -> float | None:
+        """Write the event due now; returns when the next one is due (None: done)."""
+        transport = self.transport
+        if transport.is_closing():
+            self._finish()
+            return None
+        if not self.events:  # nothing to stream: the tail at once
+            if self.tail:
+                transport.write(self.tail)
+            else:
+                transport.close()
+            self._finish()
+            return None
+        index = self.index
+        transport.write(self.events[index])
+        late = self.server.late_first if index == 0 else self.server.late_gap
+        if len(late) < MockServer.MAX_SAMPLES:
+            late.append(_now() - due)
+        if index == len(self.events) - 1:
+            if not self.tail:
+                transport.close()
+            self._finish()
+            return None
+        self.index = index + 1
+        return self.origin + self.index * self.itl
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.server.active_streams -= 1
+            self.done.set_result(None)
+
+
+class _Timeline:
+    """The next event of every stream on one heap, served by one loop timer.
+
+    A tick writes every event that is due (streams that started together share their
+    ticks), then arms the timer for the earliest next one. An event never leaves
+    before its time: the timer may fire early (uvloop rounds to whole milliseconds;
+    with few streams it is asked _SPIN_S early and the rest is spun on the clock,
+    as epoll sleeps round up to whole milliseconds)."""
+
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        self.heap: list[tuple[float, int, _Emitter]] = []
+        self.order = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_due = math.inf
+
+    def add(self, due: float, emitter: _Emitter) -> None:
+        heapq.heappush(self.heap, (due, next(self.order), emitter))
+        if due < self.timer_due:
+            self._arm()
+
+    def _spin(self) -> float:
+        # With many streams events are dense, and spinning would only take CPU from
+        # the client on the same machine.
+        return _SPIN_S if self.server.active_streams < _SPIN_MAX_STREAMS else 0.0
+
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.heap:
+            self.timer_due = math.inf
+            return
+        self.timer_due = due = self.heap[0][0]
+        delay = max(due - self._spin() - _now(), 0.0)
+        self.timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self.timer = None
+        heap = self.heap
+        spin = self._spin()
+        while heap:
+            due = heap[0][0]
+            wait = due - _now()
+            if wait > 0:
+                if wait > spin:
+                    break
+                while _now() < due:
+                    pass
+            _, _, emitter = heapq.heappop(heap)
+            after = emitter.emit(due)
+            if after is not None:
+                heapq.heappush(heap, (after, next(self.order), emitter))
+        self._arm()
 
 
 def serve(host: str, port: int, defaults: MockConfig, workers: int = 1) -> None:
