@@ -131,6 +131,15 @@ options:
       one per CPU.
     type: int
     default: 0
+  event_loop:
+    description:
+      - Event loop of the client. C(auto) uses uvloop when the host has it installed
+        (less client overhead per chunk at high concurrency), the standard library's
+        asyncio otherwise; C(uvloop) fails when it is not installed.
+      - The loop that ran is returned as RV(summary.event_loop).
+    type: str
+    choices: [auto, asyncio, uvloop]
+    default: auto
   seed:
     description: Seed of synthetic prompts and Poisson arrival times.
     type: int
@@ -251,8 +260,9 @@ summary:
   description: Request counts, errors by type, distributions (count, mean, min, max, std,
     p50, p90, p95, p99, p99_9) of ttft_s, itl_s, tpot_s, e2e_s and scheduling_lag_s,
     throughput, token totals and whether they are approximate, achieved send rate, goodput,
-    and client_cpu_share (the busiest client worker's CPU share while measuring; near 1.0
-    means the client itself may set the pace).
+    client_cpu_share (the busiest client worker's CPU share while measuring; near 1.0
+    means the client itself may set the pace) and event_loop (C(uvloop) or C(asyncio),
+    the loop the client ran on).
   returned: success, not in check mode
   type: dict
   sample:
@@ -292,6 +302,7 @@ from ansible_collections.llmops.registry.plugins.module_utils.llm_bench import (
 )
 from ansible_collections.llmops.registry.plugins.module_utils.llm_bench import (  # noqa: E402
     engine,
+    loops,
     runner,
     stats,
 )
@@ -321,6 +332,7 @@ ARGUMENT_SPEC = {
     "request_timeout_s": {"type": "float", "default": 60.0},
     "max_run_s": {"type": "float"},
     "workers": {"type": "int", "default": 0},
+    "event_loop": {"type": "str", "default": "auto", "choices": list(loops.CHOICES)},
     "seed": {"type": "int", "default": 0},
     "goodput": {"type": "dict", "default": {}},
     "provider": {"type": "str", "default": "openai"},

@@ -12,6 +12,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="processes sharing the listening socket"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="auto: uvloop when installed",
+    )
     parser.add_argument("--ttft-ms", type=float, default=MockConfig.ttft_ms)
     parser.add_argument("--itl-ms", type=float, default=MockConfig.itl_ms)
     parser.add_argument("--output-tokens", type=int, default=MockConfig.output_tokens)
@@ -26,7 +32,7 @@ def main() -> None:
     defaults = MockConfig(
         ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens, usage=usage
     )
-    serve(args.host, args.port, defaults, workers=args.workers)
+    serve(args.host, args.port, defaults, workers=args.workers, event_loop=args.event_loop)
 
 
 if __name__ == "__main__":

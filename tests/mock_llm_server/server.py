@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import importlib.util
 import itertools
 import json
 import math
@@ -29,6 +30,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 # Every token is this word: one token per word, 5 characters.
@@ -266,6 +268,7 @@ class MockServer:
         self.active_streams = 0
         self.late_gap: list[float] = []
         self.timeline = _Timeline(self)
+        self.event_loop = "asyncio"
 
     def _stats(self, method: str) -> bytes:
         if method == "POST":
@@ -274,6 +277,7 @@ class MockServer:
         return json.dumps(
             {
                 "pid": os.getpid(),
+                "event_loop": self.event_loop,
                 "first_token_late": _late_summary(self.late_first),
                 "later_tokens_late": _late_summary(self.late_gap),
             }
@@ -330,7 +334,8 @@ class MockServer:
             return True
         try:
             payload = json.loads(body or b"{}")
-            cfg = self.defaults.merged(json.loads(headers.get("x-mock", "{}")))
+            override = headers.get("x-mock")
+            cfg = self.defaults.merged(json.loads(override)) if override else self.defaults
         except (ValueError, TypeError) as exc:
             self._send_plain(writer, 400, json.dumps({"error": str(exc)}).encode())
             return True
@@ -390,16 +395,7 @@ class MockServer:
             if cfg.truncate_after is None
             else min(cfg.truncate_after, cfg.output_tokens)
         )
-        events: list[bytes] = []
-        produced = 0
-        while produced < total:
-            chunk = b""
-            if cfg.malformed_after is not None and produced >= cfg.malformed_after:
-                chunk = _chunk(b"data: {not json\n\n")
-                cfg = dataclasses.replace(cfg, malformed_after=None)
-            n = min(cfg.tokens_per_chunk, total - produced)
-            events.append(chunk + stream.content(n))
-            produced += n
+        events, produced = self._content_events(stream, cfg, total)
         if cfg.truncate_after is None:
             tail = b"".join(stream.closing(produced)) + _chunk(b"")
         elif cfg.truncate_mode == "done" and api != "messages":
@@ -416,6 +412,18 @@ class MockServer:
         await emitter.done
         if not tail:
             writer.close()
+
+    @staticmethod
+    def _content_events(stream: _Stream, cfg: MockConfig, total: int) -> tuple[list[bytes], int]:
+        """The content events of a response and the tokens they carry."""
+        per = cfg.tokens_per_chunk
+        full, rest = divmod(total, per)
+        events = [stream.content(per)] * full + ([stream.content(rest)] if rest else [])
+        if cfg.malformed_after is not None:  # a non-JSON line before the first event
+            position = -(-cfg.malformed_after // per)  # that starts at or after it
+            if position < len(events):
+                events[position] = _chunk(b"data: {not json\n\n") + events[position]
+        return events, total
 
 
 class _Emitter:
@@ -526,7 +534,18 @@ class _Timeline:
         self._arm()
 
 
-def serve(host: str, port: int, defaults: MockConfig, workers: int = 1) -> None:
+def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+    """The event loop to serve on: uvloop when installed (``auto``) or asked for."""
+    if choice == "asyncio" or (choice == "auto" and importlib.util.find_spec("uvloop") is None):
+        return "asyncio", None
+    import uvloop  # noqa: PLC0415 - optional; the mock runs on the standard library too
+
+    return "uvloop", uvloop.new_event_loop
+
+
+def serve(
+    host: str, port: int, defaults: MockConfig, workers: int = 1, event_loop: str = "auto"
+) -> None:
     """Run until SIGTERM/SIGINT; with workers > 1, forked processes share the socket."""
     # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and
     # without it Nagle holds small SSE writes back behind delayed ACKs.
@@ -545,6 +564,7 @@ def serve(host: str, port: int, defaults: MockConfig, workers: int = 1) -> None:
 
     async def main() -> None:
         server = MockServer(defaults)
+        server.event_loop = loop_name
         await server.start(sock=sock)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -553,8 +573,10 @@ def serve(host: str, port: int, defaults: MockConfig, workers: int = 1) -> None:
         await stop.wait()
         await server.stop()
 
+    loop_name, factory = loop_factory(event_loop)
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):

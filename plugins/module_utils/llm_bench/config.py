@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from urllib.parse import urlsplit
 
+from . import loops
+
 APIS = {
     # api name: (default path appended to base_url, as the vendors' SDKs do)
     "openai_chat": "/chat/completions",
@@ -40,6 +42,7 @@ DEFAULTS = {
     "request_timeout_s": 60.0,
     "max_run_s": None,
     "workers": 0,
+    "event_loop": "auto",
     "seed": 0,
     "goodput": {},
     "provider": "openai",
@@ -117,6 +120,12 @@ def _check_load(cfg: dict) -> None:
     _positive(cfg, "workers", int, allow_zero=True)
     if cfg["workers"] > MAX_WORKERS:
         raise ConfigError(f"workers must be <= {MAX_WORKERS}, got {cfg['workers']}")
+    if cfg["event_loop"] not in loops.CHOICES:
+        raise ConfigError(
+            f"event_loop must be one of {', '.join(loops.CHOICES)}, got {cfg['event_loop']!r}"
+        )
+    if cfg["event_loop"] == "uvloop" and not loops.uvloop_installed():
+        raise ConfigError("event_loop uvloop: the uvloop package is not installed on this host")
     if cfg["mode"] == "concurrency" and not cfg["concurrency"]:
         raise ConfigError("mode concurrency needs concurrency > 0")
     if cfg["mode"] != "concurrency" and cfg["rate"] is None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 
 from . import config as config_mod
+from . import loops
 from . import prompts as prompts_mod
 from .client import Pool, build_request, send
 
@@ -101,6 +102,7 @@ def plan(cfg: dict) -> dict:
     out = {
         "mode": cfg["mode"],
         "workers": len(shards),
+        "event_loop": loops.resolve(cfg["event_loop"]),
         "warmup_requests": cfg["warmup_requests"],
         "run_deadline_s": config_mod.run_deadline_s(cfg),
         "request_timeout_s": cfg["request_timeout_s"],
@@ -303,6 +305,9 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         loop.add_reader(conn.fileno(), lambda: start.done() or start.set_result(conn.recv()))
         _, t0, deadline = await start
         loop.remove_reader(conn.fileno())
+        # uvloop's add_reader left the pipe non-blocking: a large result would fail
+        # with EAGAIN in send().
+        os.set_blocking(conn.fileno(), True)
         ticker = _ticker(runner, lambda n: conn.send(("progress", n)))
         cpu0 = time.process_time()
         await runner.measured(t0, deadline)
@@ -317,7 +322,7 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         }
 
     try:
-        conn.send(("done", asyncio.run(main())))
+        conn.send(("done", loops.run(main(), loops.resolve(cfg["event_loop"]))))
     except Exception as exc:  # reported to the parent, which names the worker
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -448,7 +453,12 @@ def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
     total = len(offsets) if offsets is not None else cfg["num_requests"]
     wall_start = time.time()
     if len(shards) == 1:
-        parts = [asyncio.run(_run_local(cfg, shards[0], prompts, progress, total))]
+        parts = [
+            loops.run(
+                _run_local(cfg, shards[0], prompts, progress, total),
+                loops.resolve(cfg["event_loop"]),
+            )
+        ]
     else:
         parts = _run_processes(cfg, shards, prompts, progress, total)
     records = sorted((r for p in parts for r in p["records"]), key=lambda r: r["send_offset_s"])
@@ -468,6 +478,7 @@ def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
         # near 1.0 means the client, not the server, may set the pace.
         "client_cpu_s": sum(p["cpu_s"] for p in parts),
         "client_cpu_share": _cpu_share(parts),
+        "event_loop": loops.resolve(cfg["event_loop"]),
         "planned_requests": total,
         "requests": records,
     }

@@ -83,6 +83,7 @@ def summarize(run: dict, goodput: dict | None = None, rate: float | None = None)
         # The busiest client worker's CPU share while measuring (near 1.0: the client
         # may be what sets the pace; see scheduling_lag_s for how late it was).
         "client_cpu_share": run.get("client_cpu_share"),
+        "event_loop": run.get("event_loop"),
     }
     if goodput:
         good = sum(1 for r in ok if _meets(r, goodput))
@@ -120,6 +121,7 @@ def merge(runs: list[dict]) -> dict:
         "connections_opened": sum(run.get("connections_opened", 0) for run in runs),
         "client_cpu_s": sum(run.get("client_cpu_s", 0.0) for run in runs),
         "client_cpu_share": max((run.get("client_cpu_share") or 0.0 for run in runs), default=None),
+        "event_loop": ",".join(sorted({run.get("event_loop") or "?" for run in runs})),
         "planned_requests": sum(run.get("planned_requests") or 0 for run in runs),
         "requests": sorted(records, key=lambda r: r.get("wall_time", 0.0)),
     }
