@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .conn import BadRequest, Conn, enable_timestamps
+
 # Every token is this word: one token per word, 5 characters.
 WORD = " word"
 # How early the event loop is asked to wake for an event, which then waits out the
@@ -68,27 +70,6 @@ class MockConfig:
         if unknown:
             raise ValueError(f"unknown x-mock fields: {sorted(unknown)}")
         return dataclasses.replace(self, **override)
-
-
-class BadRequest(Exception):
-    """The client sent something this server cannot parse."""
-
-
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict, bytes] | None:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    try:
-        method, path, _version = lines[0].split(" ", 2)
-    except ValueError as exc:
-        raise BadRequest("bad request line") from exc
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    body = await reader.readexactly(length) if length else b""
-    return method, path, headers, body
 
 
 def _chunk(payload: bytes) -> bytes:
@@ -263,7 +244,12 @@ class MockServer:
         self.defaults = defaults or MockConfig()
         self.requests_seen = 0
         self.last_request: dict | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conns: set[Conn] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self.kernel_timestamps = False
+        self.read_wait: list[float] = []
         self.late_first: list[float] = []
         self.active_streams = 0
         self.late_gap: list[float] = []
@@ -274,10 +260,15 @@ class MockServer:
         if method == "POST":
             self.late_first.clear()
             self.late_gap.clear()
+            self.read_wait.clear()
         return json.dumps(
             {
                 "pid": os.getpid(),
                 "event_loop": self.event_loop,
+                # Schedules start when a request arrived: the kernel's receive time when
+                # it gives one, else the read time. How long requests waited to be read:
+                "request_clock": "kernel" if self.kernel_timestamps else "read",
+                "request_read_wait": _late_summary(self.read_wait),
                 "first_token_late": _late_summary(self.late_first),
                 "later_tokens_late": _late_summary(self.late_gap),
             }
@@ -286,58 +277,81 @@ class MockServer:
     async def start(
         self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None
     ) -> int:
-        if sock is not None:
-            # start_server listens again on a given socket, with its default backlog (100)
-            # unless told: 256 simultaneous connects would overflow it.
-            self._server = await asyncio.start_server(self._handle, sock=sock, backlog=4096)
-        else:
-            self._server = await asyncio.start_server(self._handle, host, port, backlog=4096)
-        return self._server.sockets[0].getsockname()[1]
+        """Serve on a listening socket (made here unless given); returns its port."""
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(4096)
+        sock.setblocking(False)
+        self._listener = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._accept)
+        return sock.getsockname()[1]
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 1)
+        if self._listener is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for conn in list(self._conns):
+            conn.close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
+    def _accept(self) -> None:
+        # Several processes may share the listening socket: another may win the race.
+        for _ in range(64):
+            try:
+                sock, _addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.kernel_timestamps = enable_timestamps(sock)
+            conn = Conn(self._loop, sock)
+            self._conns.add(conn)
+            task = self._loop.create_task(self._handle(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, conn: Conn) -> None:
         try:
             while True:
                 try:
-                    request = await _read_request(reader)
+                    *request, arrived = await conn.read_request()
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                received = _now()
-                keep_open = await self._respond(writer, received, request)
+                read_at = _now()
+                if len(self.read_wait) < self.MAX_SAMPLES:
+                    self.read_wait.append(read_at - arrived)
+                keep_open = await self._respond(conn, arrived, tuple(request))
                 if not keep_open:
                     return
         except (ConnectionError, BadRequest):
             return
         finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+            conn.close()
+            self._conns.discard(conn)
 
     async def _respond(
-        self, writer: asyncio.StreamWriter, received: float, request: tuple[str, str, dict, bytes]
+        self, conn: Conn, received: float, request: tuple[str, str, dict, bytes]
     ) -> bool:
         method, path, headers, body = request
         api = ROUTES.get(path.split("?", 1)[0])
         plain = self._plain_answer(method, path)
         if plain is not None:
-            self._send_plain(writer, 200, plain)
+            self._send_plain(conn, 200, plain)
             return True
         if method != "POST" or api is None:
-            self._send_plain(writer, 404, b'{"error":"not found"}')
+            self._send_plain(conn, 404, b'{"error":"not found"}')
             return True
         try:
             payload = json.loads(body or b"{}")
             override = headers.get("x-mock")
             cfg = self.defaults.merged(json.loads(override)) if override else self.defaults
         except (ValueError, TypeError) as exc:
-            self._send_plain(writer, 400, json.dumps({"error": str(exc)}).encode())
+            self._send_plain(conn, 400, json.dumps({"error": str(exc)}).encode())
             return True
         self.requests_seen += 1
         self.last_request = {"path": path, "headers": headers, "body": payload}
@@ -346,11 +360,11 @@ class MockServer:
             return False
         if cfg.http_status >= 400:
             self._send_plain(
-                writer, cfg.http_status, b'{"error":{"message":"mock error","type":"mock"}}'
+                conn, cfg.http_status, b'{"error":{"message":"mock error","type":"mock"}}'
             )
             return True
-        await self._stream(writer, received, api, payload, cfg)
-        return not writer.transport.is_closing()
+        await self._stream(conn, received, api, payload, cfg)
+        return not conn.is_closing()
 
     def _plain_answer(self, method: str, path: str) -> bytes | None:
         """Health, the model list clients ask for, and the mock's own statistics."""
@@ -361,15 +375,15 @@ class MockServer:
         return None
 
     @staticmethod
-    def _send_plain(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
-        writer.write(
+    def _send_plain(conn: Conn, status: int, body: bytes) -> None:
+        conn.write(
             b"HTTP/1.1 %d Mock\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
         )
 
     async def _stream(
         self,
-        writer: asyncio.StreamWriter,
+        conn: Conn,
         received: float,
         api: str,
         payload: dict,
@@ -385,7 +399,7 @@ class MockServer:
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         stream = _Stream(api, str(payload.get("model", "mock")), cfg, prompt_tokens, usage)
         # The head and the opening events (role chunk, message_start) in one write.
-        writer.write(
+        conn.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
             + b"".join(stream.opening())
@@ -402,7 +416,7 @@ class MockServer:
             tail = _sse("[DONE]") + _chunk(b"")
         else:
             tail = b""  # cut: the connection closes mid-body
-        emitter = _Emitter(self, writer.transport, events, tail)
+        emitter = _Emitter(self, conn, events, tail)
         emitter.origin = received + cfg.ttft_ms / 1000.0
         emitter.itl = cfg.itl_ms / 1000.0
         if events:
@@ -411,7 +425,7 @@ class MockServer:
             emitter.emit(emitter.origin)
         await emitter.done
         if not tail:
-            writer.close()
+            conn.close()
 
     @staticmethod
     def _content_events(stream: _Stream, cfg: MockConfig, total: int) -> tuple[list[bytes], int]:
@@ -432,7 +446,7 @@ class _Emitter:
     __slots__ = ("done", "events", "index", "itl", "origin", "server", "tail", "transport")
 
     def __init__(
-        self, server: MockServer, transport: asyncio.Transport, events: list[bytes], tail: bytes
+        self, server: MockServer, transport: Conn, events: list[bytes], tail: bytes
     ) -> None:
         self.server = server
         self.transport = transport
