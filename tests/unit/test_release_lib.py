@@ -28,6 +28,7 @@ if str(COLLECTIONS) not in sys.path:
 # The code under test, imported once the path above is in place; test files import it
 # from here so the import order cannot break it.
 from ansible_collections.llmops.registry.plugins.module_utils import (  # noqa: E402
+    haproxy_admin,
     instance_switch,
     release_actions,
     releases,
@@ -42,6 +43,8 @@ validate_version = releases.validate_version
 switch_instances = instance_switch.switch_instances
 SwitchError = instance_switch.SwitchError
 release_of = instance_switch.release_of
+set_servers = haproxy_admin.set_servers
+HaproxyError = haproxy_admin.HaproxyError
 
 PYTHON = "/usr/bin/python3"
 MODULES = COLLECTIONS / "ansible_collections/llmops/registry/plugins/modules"
