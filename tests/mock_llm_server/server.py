@@ -558,7 +558,7 @@ def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLo
 
 
 def serve(
-    host: str, port: int, defaults: MockConfig, workers: int = 1, event_loop: str = "auto"
+    host: str, port: int, defaults: MockConfig, workers: int = 1, event_loop: str = "asyncio"
 ) -> None:
     """Run until SIGTERM/SIGINT; with workers > 1, forked processes share the socket."""
     # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and
