@@ -70,9 +70,15 @@ class AdminSocket:
         return states
 
     def set_state(self, backend: str, server: str, state: str) -> None:
-        answer = self.command(f"set server {backend}/{server} state {state}").strip()
+        self._set(f"set server {backend}/{server} state {state}")
+
+    def set_health_up(self, backend: str, server: str) -> None:
+        self._set(f"set server {backend}/{server} health up")
+
+    def _set(self, line: str) -> None:
+        answer = self.command(line).strip()
         if answer:
-            raise HaproxyError(f"set server {backend}/{server} state {state}: {answer}")
+            raise HaproxyError(f"{line}: {answer}")
 
 
 def _free(state: ServerState) -> bool:
@@ -137,6 +143,7 @@ def set_servers(
     servers: list[str],
     state: str,
     min_others_up: int = 0,
+    health_up: bool = False,
     timeout: float = 30.0,
     interval: float = 0.1,
     check_mode: bool = False,
@@ -181,6 +188,10 @@ def set_servers(
     else:
         for server in to_change:
             admin.set_state(backend, server, "ready")
+            if health_up:
+                # The caller has just seen the server ready itself: skip the wait for
+                # HAProxy's next checks. Those go on and take it out again if they fail.
+                admin.set_health_up(backend, server)
         after = _wait(admin, backend, done=_up, what="UP", **waits)
     for item in result["servers"]:
         item["status_after"] = after[item["name"]].status

@@ -27,6 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (
+    perform_rollback,
+)
 from ansible_collections.llmops.registry.plugins.module_utils.releases import (
     METADATA_FILE,
     UNFINISHED_MARKER,
@@ -345,6 +348,33 @@ def switch_instances(
         exc.result = _result(True, planned, version, diffs, time.monotonic() - begin)
         raise
     return _result(changed, planned, version, diffs, time.monotonic() - begin)
+
+
+def switch_host(
+    *, point_current: str | None = None, lock_timeout: float = 60.0, **switch: Any
+) -> dict[str, Any]:
+    """switch_instances, then (with point_current) the release tree's `current` pointed at
+    the release once every instance serves it, exactly as the rollback module does it:
+    one round trip less for a whole-host rollback. The tree is checked before anything
+    is written, so a refused rollback (unknown or unfinished release) changes nothing."""
+    if point_current is None:
+        return switch_instances(**switch)
+    check_mode = bool(switch.get("check_mode"))
+    version = switch["version"]
+    planned = perform_rollback(
+        path=point_current, version=version, lock_timeout=lock_timeout, check_mode=True
+    )
+    result = switch_instances(**switch)
+    if check_mode or not planned["changed"]:
+        current = planned
+    else:
+        current = perform_rollback(path=point_current, version=version, lock_timeout=lock_timeout)
+    diff = current.pop("diff")
+    if current["changed"]:
+        result["diff"].append(diff)
+    result["changed"] = result["changed"] or current["changed"]
+    result["current"] = current
+    return result
 
 
 def _result(

@@ -49,6 +49,13 @@ options:
         be C(UP) for the drain to happen.
     type: int
     default: 0
+  health_up:
+    description:
+      - Only for O(state=enabled). Mark the servers' health UP right away instead of waiting
+        for HAProxy's next health checks, for a caller that has just checked the servers
+        itself. HAProxy's checks go on and take a failing server out again.
+    type: bool
+    default: false
   timeout:
     description: Seconds to wait for each phase (requests finished, state reached).
     type: float
@@ -85,6 +92,8 @@ EXAMPLES = r"""
     backend: schema_registry
     servers: [registry1_a, registry1_b]
     state: enabled
+    # The instances were just seen ready on /ready: no wait for HAProxy's next check.
+    health_up: true
   delegate_to: lb1
   when: drain.acted
 """
@@ -136,6 +145,7 @@ def main() -> None:
             "servers": {"type": "list", "elements": "str", "required": True},
             "state": {"type": "str", "required": True, "choices": ["drained", "enabled"]},
             "min_others_up": {"type": "int", "default": 0},
+            "health_up": {"type": "bool", "default": False},
             "timeout": {"type": "float", "default": 30},
             "interval": {"type": "float", "default": 0.1},
         },
@@ -149,6 +159,7 @@ def main() -> None:
             servers=params["servers"],
             state=params["state"],
             min_others_up=params["min_others_up"],
+            health_up=params["health_up"],
             timeout=params["timeout"],
             interval=params["interval"],
             check_mode=module.check_mode,

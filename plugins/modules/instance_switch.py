@@ -89,6 +89,18 @@ options:
     description: Address the instances answer on, from the managed host.
     type: str
     default: 127.0.0.1
+  point_current:
+    description:
+      - Root of a release tree (as managed by M(llmops.registry.release)). Once every
+        instance serves O(version), point its C(current) at that release exactly as
+        M(llmops.registry.rollback) does (history, rolled-back marker, lock), in the same
+        round trip. Checked before anything is written; a refused rollback changes nothing.
+      - When omitted, C(current) is left alone.
+    type: path
+  lock_timeout:
+    description: With O(point_current), seconds to wait for another run's lock of the tree.
+    type: float
+    default: 60
 attributes:
   check_mode:
     support: full
@@ -127,6 +139,8 @@ EXAMPLES = r"""
           SERVER_PORT=8082
           METRICS_PORT=9182
     timeout: 40
+    # A rollback: current follows once both serve 1.4.0.
+    point_current: /opt/schema-registry
   register: switch
 
 - name: Show how long each instance took to serve the release
@@ -151,6 +165,13 @@ seconds:
   returned: always
   type: float
   sample: 1.42
+current:
+  description: >-
+    With O(point_current), what the rollback of C(current) did (as
+    M(llmops.registry.rollback) returns it).
+  returned: when O(point_current) is set
+  type: dict
+  sample: {changed: true, version: 1.4.0, rolled_back_from: 1.5.0, active: 1.4.0, previous: 1.3.0}
 instances:
   description: Per instance, what was done and how long it took.
   returned: always
@@ -204,7 +225,7 @@ instances:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - docs come first in modules
 from ansible_collections.llmops.registry.plugins.module_utils.instance_switch import (  # noqa: E402
-    switch_instances,
+    switch_host,
 )
 from ansible_collections.llmops.registry.plugins.module_utils.releases import (  # noqa: E402
     ReleaseError,
@@ -234,6 +255,8 @@ def main() -> None:
             "timeout": {"type": "float", "default": 90},
             "interval": {"type": "float", "default": 0.1},
             "host": {"type": "str", "default": "127.0.0.1"},
+            "point_current": {"type": "path"},
+            "lock_timeout": {"type": "float", "default": 60},
         },
         supports_check_mode=True,
     )
@@ -243,7 +266,9 @@ def main() -> None:
     except ValueError:
         module.fail_json(msg=f"mode {params['mode']!r} is not an octal number such as 0640")
     try:
-        result = switch_instances(
+        result = switch_host(
+            point_current=params["point_current"],
+            lock_timeout=params["lock_timeout"],
             instances=params["instances"],
             version=params["version"],
             config_dir=params["config_dir"],

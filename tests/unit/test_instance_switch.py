@@ -19,7 +19,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_release_lib import SwitchError, release_of, run_module, switch_instances
+from test_release_lib import (  # noqa: F401 - the *_fixture names register fixtures
+    ReleaseError,
+    SwitchError,
+    artifacts_fixture,
+    built_tree_fixture,
+    current_target,
+    release_of,
+    run_module,
+    snapshot,
+    switch_host,
+    switch_instances,
+    tree_fixture,
+)
 
 OWNER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -139,7 +151,7 @@ def switch(root: Path, fakes, systemd: FakeSystemd, version: str, **kwargs):
     return switch_instances(**args)
 
 
-def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+def files(folder: Path) -> dict[str, tuple[str, int]]:
     return {
         p.name: (p.read_text(), p.stat().st_mode & 0o7777)
         for p in sorted(folder.iterdir())
@@ -201,11 +213,11 @@ def test_sequential_switch_restarts_one_instance_after_the_other_is_ready(root, 
 
 
 def test_check_mode_reports_the_change_and_touches_nothing(root, fakes, systemd):
-    before = snapshot(root / "etc")
+    before = files(root / "etc")
     result = switch(root, fakes, systemd, "2.0.0", check_mode=True)
     assert result["changed"] and result["restarted"] == ["a", "b"]
     assert "releases/2.0.0" in result["diff"][1]["after"]
-    assert snapshot(root / "etc") == before
+    assert files(root / "etc") == before
     assert systemd.calls == []
     assert fakes["a"].version == "1.0.0"
 
@@ -230,12 +242,12 @@ def test_check_mode_after_a_switch_reports_no_change(root, fakes, systemd):
 )
 def test_bad_instances_are_refused_before_anything_changes(root, fakes, systemd, change, message):
     switch(root, fakes, systemd, "1.0.0")
-    before = snapshot(root / "etc")
+    before = files(root / "etc")
     instances = specs(root, fakes, "2.0.0")
     change(instances, root)
     with pytest.raises(SwitchError, match=message):
         switch(root, fakes, systemd, "2.0.0", instances=instances)
-    assert snapshot(root / "etc") == before
+    assert files(root / "etc") == before
     assert len(systemd.calls) == 1
 
 
@@ -303,3 +315,63 @@ def test_module_refuses_a_bad_mode_and_a_wrong_release(root, fakes):
     result = run_module("instance_switch", dict(args, version="1.0.0"))
     assert result["failed"] and "not release 1.0.0" in result["msg"]
     assert list((root / "etc").iterdir()) == []
+
+
+# ---- point_current: the release tree's `current` follows in the same call (rollback)
+
+
+@pytest.fixture
+def host_on_1_1_0(root: Path, tree: Path, fakes: dict[str, FakeInstance]) -> FakeSystemd:
+    """A real release tree (1.0.0 then 1.1.0 released) whose instances serve 1.1.0."""
+    for inst in fakes.values():
+        inst.version = "1.1.0"
+    return FakeSystemd(root / "etc", fakes)
+
+
+def host_args(tree: Path, fakes, systemd: FakeSystemd, root: Path, version: str) -> dict:
+    return {
+        "instances": specs(tree, fakes, version),
+        "version": version,
+        "config_dir": str(root / "etc"),
+        "owner": OWNER,
+        "group": GROUP,
+        "timeout": 5.0,
+        "interval": 0.02,
+        "restart": systemd.restart,
+    }
+
+
+def test_point_current_rolls_current_back_once_the_instances_serve_it(
+    root, tree, fakes, host_on_1_1_0
+):
+    args = host_args(tree, fakes, host_on_1_1_0, root, "1.0.0")
+    result = switch_host(point_current=str(tree), **args)
+    assert result["changed"] and result["restarted"] == ["a", "b"]
+    assert current_target(tree) == "releases/1.0.0"
+    assert result["current"]["rolled_back_from"] == "1.1.0"
+    assert result["current"]["active"] == "1.0.0"
+    assert fakes["a"].version == fakes["b"].version == "1.0.0"
+    # Second run: instances and current already there.
+    again = switch_host(point_current=str(tree), **args)
+    assert not again["changed"] and not again["current"]["changed"]
+
+
+def test_point_current_check_mode_changes_neither_files_nor_current(
+    root, tree, fakes, host_on_1_1_0
+):
+    before = snapshot(tree)
+    args = host_args(tree, fakes, host_on_1_1_0, root, "1.0.0")
+    result = switch_host(point_current=str(tree), check_mode=True, **args)
+    assert result["changed"] and result["current"]["version"] == "1.0.0"
+    assert snapshot(tree) == before and list((root / "etc").iterdir()) == []
+    assert host_on_1_1_0.calls == []
+
+
+def test_refused_rollback_of_current_changes_nothing(root, tree, fakes, host_on_1_1_0):
+    (tree / "current").unlink()
+    before = snapshot(tree)
+    args = host_args(tree, fakes, host_on_1_1_0, root, "1.0.0")
+    with pytest.raises(ReleaseError, match="no active release"):
+        switch_host(point_current=str(tree), **args)
+    assert snapshot(tree) == before and list((root / "etc").iterdir()) == []
+    assert host_on_1_1_0.calls == []

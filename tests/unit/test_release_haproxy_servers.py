@@ -145,6 +145,23 @@ def test_enable_of_a_server_whose_check_fails_times_out_naming_it(haproxy: Path)
         )
 
 
+def test_health_up_marks_servers_up_at_once_and_checks_still_take_a_bad_one_out(
+    haproxy: Path,
+) -> None:
+    admin(haproxy, "set server be/registry1_a check-port 1")
+    set_servers(socket_path=str(haproxy), backend="be", servers=OWN, state="drained")
+    result = set_servers(
+        socket_path=str(haproxy), backend="be", servers=OWN, state="enabled", health_up=True
+    )
+    assert [s["status_after"] for s in result["servers"]] == ["UP", "UP"]
+    # registry1_a's check port is closed: HAProxy's own checks take it out again.
+    deadline = time.monotonic() + 5
+    while statuses(haproxy)["registry1_a"] != "DOWN" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert statuses(haproxy)["registry1_a"] == "DOWN"
+    assert statuses(haproxy)["registry1_b"] == "UP"
+
+
 def test_unknown_names_and_bad_input_fail_before_any_change(haproxy: Path) -> None:
     before = statuses(haproxy)
     with pytest.raises(HaproxyError, match="has no server registry9_a"):

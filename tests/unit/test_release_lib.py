@@ -41,6 +41,7 @@ LockHeldError = releases.LockHeldError
 ReleaseTree = releases.ReleaseTree
 validate_version = releases.validate_version
 switch_instances = instance_switch.switch_instances
+switch_host = instance_switch.switch_host
 SwitchError = instance_switch.SwitchError
 release_of = instance_switch.release_of
 set_servers = haproxy_admin.set_servers

@@ -69,8 +69,9 @@ def test_with_both_hosts_up_each_host_switches_whole_and_restarts_nothing(playbo
         assert drain["acted"], drain
         assert drain["others_up"] == [f"{other}_a", f"{other}_b"], drain
     for name, (switch,) in results(report, HOST_SWITCH).items():
-        # Already on 1.0.0 after the story: nothing to restart.
+        # Already on 1.0.0 after the story: nothing to restart, current already there.
         assert not switch["changed"] and switch["restarted"] == [], (name, switch)
+        assert switch["current"]["active"] == "1.0.0", (name, switch)
     assert results(report, INSTANCE_DRAIN) == {}
     assert set(server_statuses(host).values()) == {"UP"}
 
