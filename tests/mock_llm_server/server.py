@@ -322,10 +322,8 @@ class MockServer:
                     *request, arrived = await conn.read_request()
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                read_at = _now()
-                if len(self.read_wait) < self.MAX_SAMPLES:
-                    self.read_wait.append(read_at - arrived)
-                keep_open = await self._respond(conn, arrived, tuple(request))
+                waited = _now() - arrived
+                keep_open = await self._respond(conn, arrived, tuple(request), waited)
                 if not keep_open:
                     return
         except (ConnectionError, BadRequest):
@@ -335,7 +333,7 @@ class MockServer:
             self._conns.discard(conn)
 
     async def _respond(
-        self, conn: Conn, received: float, request: tuple[str, str, dict, bytes]
+        self, conn: Conn, received: float, request: tuple[str, str, dict, bytes], waited: float
     ) -> bool:
         method, path, headers, body = request
         api = ROUTES.get(path.split("?", 1)[0])
@@ -354,6 +352,8 @@ class MockServer:
             self._send_plain(conn, 400, json.dumps({"error": str(exc)}).encode())
             return True
         self.requests_seen += 1
+        if len(self.read_wait) < self.MAX_SAMPLES:
+            self.read_wait.append(waited)
         self.last_request = {"path": path, "headers": headers, "body": payload}
         if cfg.never_answer:
             await asyncio.sleep(3600)

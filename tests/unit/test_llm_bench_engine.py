@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from llm_bench import engine  # noqa: E402
+from llm_bench import engine, loops  # noqa: E402
 from llm_bench.config import ConfigError  # noqa: E402
 from mock_llm_server import WORD  # noqa: E402
 from mock_llm_server.process import free_port, running  # noqa: E402
@@ -317,3 +317,26 @@ def test_the_mock_reports_how_late_it_wrote_each_event(base_url):
     assert late["first_token_late"]["count"] == 3
     assert late["later_tokens_late"]["count"] == 9
     assert 0 <= late["first_token_late"]["p50_ms"] < MAX_SLACK_S * 1e3
+    # Schedules start at the kernel's receive time of each request (Linux), and how
+    # long requests waited to be read is reported, never negative.
+    assert late["request_clock"] == "kernel"
+    assert late["request_read_wait"]["count"] == 3
+    assert 0 <= late["request_read_wait"]["p50_ms"] < MAX_SLACK_S * 1e3
+
+
+def test_the_event_loop_that_ran_is_reported_and_asyncio_can_be_chosen(base_url):
+    mock = {"ttft_ms": 5, "itl_ms": 1, "output_tokens": 3}
+    result = bench(base_url, mock, num_requests=2, event_loop="asyncio")
+    assert only_ok(result) and result["summary"]["event_loop"] == "asyncio"
+    expected = "uvloop" if loops.uvloop_installed() else "asyncio"
+    result = bench(base_url, mock, num_requests=4, concurrency=2, workers=2)
+    assert [r["output_tokens"] for r in only_ok(result)] == [3] * 4
+    assert result["summary"]["event_loop"] == expected
+    with pytest.raises(ConfigError, match="event_loop must be one of"):
+        bench(base_url, event_loop="trio")
+
+
+def test_asking_for_uvloop_where_it_is_missing_names_the_package(base_url, monkeypatch):
+    monkeypatch.setattr(loops, "uvloop_installed", lambda: False)
+    with pytest.raises(ConfigError, match="uvloop package is not installed"):
+        bench(base_url, event_loop="uvloop")

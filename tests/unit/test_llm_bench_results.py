@@ -4,6 +4,7 @@ Pushgateway) and the result files."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from llm_bench import engine, prom, report, stats  # noqa: E402
+from llm_bench import client, engine, prom, report, stats  # noqa: E402
 from llm_bench.config import ConfigError, validate  # noqa: E402
 from llm_bench.sse import SSEDecoder, StreamError, StreamState, openai_event  # noqa: E402
 
@@ -90,6 +91,90 @@ def test_sse_decoder_gives_the_same_events_whatever_the_byte_boundaries():
             events += decoder.feed(stream[pos : pos + step])
             pos += step
         assert events == whole
+
+
+def _chunked(*events: bytes, extension: bytes = b"") -> bytes:
+    return b"".join(b"%x%s\r\n%s\r\n" % (len(e), extension, e) for e in events) + b"0\r\n\r\n"
+
+
+def _parse_response(pieces: list[bytes]) -> tuple:
+    """Feed a response to the client's protocol in the given pieces; what it learnt."""
+
+    async def feed() -> tuple:
+        conn = client._Response()
+        exchange = client.Exchange("openai_chat")
+        conn._reset(exchange, asyncio.get_running_loop())
+        for piece in pieces:
+            conn.data_received(piece)
+            if conn.finished.done():
+                break
+        state = exchange.state
+        outcome = conn.finished.result() if conn.finished.done() else "unfinished"
+        error = outcome.kind if isinstance(outcome, StreamError) else outcome
+        counts = (len(state.content_ns), state.output_chars)
+        return (*counts, state.finish_reason, state.usage_out, error)
+
+    with patch_clock():
+        return asyncio.run(feed())
+
+
+class patch_clock:
+    """Every data_received call sees the next integer as its timestamp."""
+
+    def __enter__(self) -> None:
+        self.saved = client.time.perf_counter_ns
+        ticks = iter(range(1, 10**6))
+        client.time.perf_counter_ns = lambda: next(ticks)
+
+    def __exit__(self, *exc: object) -> None:
+        client.time.perf_counter_ns = self.saved
+
+
+@pytest.mark.parametrize("extension", [b"", b";ext=1"])
+def test_response_parsing_is_the_same_whatever_the_read_boundaries(extension):
+    """The whole-chunk fast path and the general parser agree, for every way the
+    bytes can arrive: one read, a read per chunk, random splits, byte by byte."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+    token = b'data: {"choices":[{"index":0,"delta":{"content":" w%d"}}]}\n\n'
+    tokens = [token % i for i in range(9)]
+    two_in_one = tokens[7] + tokens[8]  # one chunk, two events
+    crlf = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\r\n\r\n'
+    finish = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":10}}\n\n'
+    chunks = [role, *tokens[:7], two_in_one, crlf, finish, usage, b"data: [DONE]\n\n"]
+    body = _chunked(*chunks, extension=extension)
+    expected = (10, 28, "length", 10, None)
+    assert _parse_response([head + body]) == expected
+    per_chunk = [head] + [_chunked(c, extension=extension)[:-5] for c in chunks] + [b"0\r\n\r\n"]
+    assert b"".join(per_chunk) == head + body
+    assert _parse_response(per_chunk) == expected
+    data = head + body
+    assert _parse_response([data[i : i + 1] for i in range(len(data))]) == expected
+    rng = random.Random(11)  # noqa: S311 - split points, not security
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(data)), 12))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        assert _parse_response(pieces) == expected
+
+
+def test_a_bad_chunk_is_refused_by_the_fast_path_as_by_the_general_parser():
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    good = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+    for bad in (
+        b"data: {not json\n\n",
+        b'data: {"choices":[]} trailing\n\n',
+        b"data: [1, 2]\n\n",
+    ):
+        data = head + _chunked(good, bad)
+        whole = _parse_response([data])
+        assert whole[-1] == "malformed_chunk", bad
+        assert _parse_response([data[i : i + 1] for i in range(len(data))]) == whole
+    # Leading whitespace is valid JSON: json.loads decides, as before.
+    spaced = b'data:  {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+    assert _parse_response([head + _chunked(good, spaced)[:-5]])[:2] == (2, 2)
+    # A chunk whose size does not match its data breaks the stream, not the client.
+    assert _parse_response([head + b"5\r\nabcdefgh\r\n"])[-1] == "malformed_response"
 
 
 def test_openai_chunks_role_only_and_usage_are_read_per_spec():

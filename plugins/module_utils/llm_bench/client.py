@@ -66,12 +66,40 @@ class _Response(asyncio.Protocol):
         if self.exchange is None or self.finished is None or self.finished.done():
             self.keep_alive = False  # bytes nobody asked for: never reuse
             return
-        self._buf += data
         try:
-            self._parse(ts)
+            if self._state == "chunk-size" and not self._buf:
+                data = self._whole_chunks(data, ts)
+            if data:
+                self._buf += data
+                self._parse(ts)
         except StreamError as exc:
             self.keep_alive = False
             self._finish(exc)
+
+    def _whole_chunks(self, data: bytes, ts: int) -> bytes:
+        """The usual case, straight from the bytes read: whole chunks, each holding one
+        complete SSE event. Returns what is left for the general parser (from the
+        first chunk that is incomplete, empty or has more than one event)."""
+        exchange = self.exchange
+        pos = 0
+        while True:
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                break
+            try:
+                size = int(data[pos:end], 16)
+            except ValueError:
+                break  # chunk extensions or garbage: the general parser decides
+            start = end + 2
+            stop = start + size
+            if size == 0 or data[stop : stop + 2] != b"\r\n":
+                break
+            if not exchange.whole_event(data[start:stop], ts):
+                break
+            pos = stop + 2
+            if self.finished.done():
+                return b""
+        return data[pos:] if pos else data
 
     def _finish(self, error: StreamError | None) -> None:
         if self.finished is not None and not self.finished.done():
@@ -245,6 +273,16 @@ class Exchange:
 
     def head(self, status: int) -> None:
         self.status = status
+
+    def whole_event(self, payload: bytes, ts: int) -> bool:
+        """Take a chunk that is exactly one ``data: ...`` event; False (nothing done)
+        for anything else, which then goes through ``body``."""
+        if self.status >= 300 or not self.decoder.idle() or not payload.startswith(b"data: "):
+            return False
+        if not payload.endswith(b"\n\n") or payload.count(b"\n") != 2 or b"\r" in payload:
+            return False
+        self.interpret(self.state, "", payload[6:-2].decode("utf-8", "replace"), ts)
+        return True
 
     def body(self, payload: bytes, ts: int) -> None:
         if self.status >= 300:
