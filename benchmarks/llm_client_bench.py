@@ -394,7 +394,7 @@ def print_table(results: dict) -> None:
                 f"p99 {late['p99_ms']:.2f} ms, later tokens p99 {gaps.get('p99_ms', 0):.2f} "
                 "(part of both columns); it read requests after p50 "
                 f"{wait.get('p50_ms', 0):.1f} p99 {wait.get('p99_ms', 0):.1f} ms, "
-                f"counted from {mock.get('request_clock', 'read')} receive times"
+                f"counted from receive times {mock.get('request_clock', 'read')}"
             )
             print(
                 f"{'':>5}   ours ran on {row['ours'].get('event_loop', '?')} with "

@@ -66,6 +66,7 @@ class Conn:
         self.fd = sock.fileno()
         self.buf = bytearray()
         self.arrival = 0.0  # when the newest bytes in buf arrived (kernel or read time)
+        self.arrival_clock = "read"  # which of the two
         self.eof = False
         self.closing = False
         self._closed = False
@@ -85,7 +86,9 @@ class Conn:
         read_at = _now()
         if data:
             self.buf += data
-            self.arrival = kernel_arrival(ancdata, read_at) or read_at
+            kernel = kernel_arrival(ancdata, read_at)
+            self.arrival = kernel or read_at
+            self.arrival_clock = "read" if kernel is None else "kernel"
         else:
             self.eof = True
             self.loop.remove_reader(self.fd)
@@ -103,7 +106,8 @@ class Conn:
 
     async def read_request(self) -> tuple[str, str, dict, bytes, float]:
         """Method, path, headers (lower-case names), body, and when the request's last
-        bytes arrived; raises IncompleteReadError at the end of the connection."""
+        bytes arrived (``arrival_clock`` says by which clock); raises
+        IncompleteReadError at the end of the connection."""
         while (end := self.buf.find(b"\r\n\r\n")) < 0:
             if len(self.buf) > _MAX_HEAD:
                 raise BadRequest("request head too large")

@@ -248,7 +248,7 @@ class MockServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conns: set[Conn] = set()
         self._tasks: set[asyncio.Task] = set()
-        self.kernel_timestamps = False
+        self.request_clocks = {"kernel": 0, "read": 0}
         self.read_wait: list[float] = []
         self.late_first: list[float] = []
         self.active_streams = 0
@@ -261,13 +261,14 @@ class MockServer:
             self.late_first.clear()
             self.late_gap.clear()
             self.read_wait.clear()
+            self.request_clocks = dict.fromkeys(self.request_clocks, 0)
         return json.dumps(
             {
                 "pid": os.getpid(),
                 "event_loop": self.event_loop,
                 # Schedules start when a request arrived: the kernel's receive time when
                 # it gives one, else the read time. How long requests waited to be read:
-                "request_clock": "kernel" if self.kernel_timestamps else "read",
+                "request_clock": dict(self.request_clocks),
                 "request_read_wait": _late_summary(self.read_wait),
                 "first_token_late": _late_summary(self.late_first),
                 "later_tokens_late": _late_summary(self.late_gap),
@@ -308,7 +309,7 @@ class MockServer:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.kernel_timestamps = enable_timestamps(sock)
+            enable_timestamps(sock)  # without them, schedules start at the read time
             conn = Conn(self._loop, sock)
             self._conns.add(conn)
             task = self._loop.create_task(self._handle(conn))
@@ -354,6 +355,7 @@ class MockServer:
         self.requests_seen += 1
         if len(self.read_wait) < self.MAX_SAMPLES:
             self.read_wait.append(waited)
+        self.request_clocks[conn.arrival_clock] += 1
         self.last_request = {"path": path, "headers": headers, "body": payload}
         if cfg.never_answer:
             await asyncio.sleep(3600)
