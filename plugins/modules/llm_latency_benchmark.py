@@ -271,10 +271,16 @@ summary:
     errors_by_type: {timeout: 2}
     ttft_s: {count: 638, p50: 0.21, p99: 0.48}
 plan:
-  description: What the run does (mode, planned requests, workers, deadlines).
+  description: What the run does (mode, planned requests, workers, the event loop the
+    client will run on, deadlines).
   returned: always except with merge
   type: dict
-  sample: {mode: concurrency, planned_requests: 640, workers: 2, run_deadline_s: 600}
+  sample:
+    mode: concurrency
+    planned_requests: 640
+    workers: 2
+    event_loop: uvloop
+    run_deadline_s: 600
 published:
   description: Paths of the result files, the textfile and the Pushgateway group URL.
   returned: success
