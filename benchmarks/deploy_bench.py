@@ -17,7 +17,13 @@ full output of both runs in deploy_bench-first.log and deploy_bench-noop.log. Th
 release artifact is built before the clock starts (as `make deploy` does), so the
 first converge measures the deploy alone. Packages fetched by an earlier run stay in
 the lab's apt cache (keyed by lab and host name); the JSON says whether it was warm.
-Run as root (labctl boots systemd-nspawn hosts). Takes about 15 minutes.
+Run as root (labctl boots systemd-nspawn hosts). Takes about 7 minutes.
+
+The no-op re-run is CPU-bound (one Python module run per task and host, on the
+controller and on the hosts): on this shared 2-core machine it moves with the load
+average, which is saved before and after. deploy.yml's converge play runs with the free
+strategy, where profile_tasks charges each task with the time until the next task
+starts on any host: the slowest-task lists there are a rough guide only.
 """
 
 from __future__ import annotations
