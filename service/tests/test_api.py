@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 import redis
 from helpers import REDIS_URL, Server, auth
 
@@ -184,6 +185,14 @@ def test_lists_subjects_versions_and_latest(client):
     page = client.get("/api/v1/schemas", params={"subject_prefix": subj, "limit": 1}).json()
     assert page["total"] == 2
     assert len(page["schemas"]) == 1
+
+
+@pytest.mark.parametrize("prefix", ["a\x00b", "caf\u00e9", "x" * 256, "a b"])
+def test_a_subject_prefix_no_subject_can_have_is_400_naming_the_field(client, prefix):
+    # A NUL byte reached PostgreSQL (which cannot hold one in text) and came back as 500.
+    response = client.get("/api/v1/schemas", params={"subject_prefix": prefix})
+    assert response.status_code == 400
+    assert response.json()["details"] == {"field": "subject_prefix"}
 
 
 def test_soft_delete_hides_schema_and_invalidates_cache(client):

@@ -37,6 +37,9 @@ from schema_registry.store import Store, make_pool
 
 log = logging.getLogger("schema_registry.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+# What a subject can start with (registry._SUBJECT): anything else, a NUL byte included
+# (PostgreSQL text cannot hold one), is a client error, not a query.
+_SUBJECT_PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{0,255}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _JSON = "application/json"
 _MAX_LIST_LIMIT = 1000
@@ -356,6 +359,13 @@ async def list_schemas(request: Request) -> Response:
             400, "INVALID_REQUEST", f"state must be one of {', '.join(STATES)}", {"field": "state"}
         )
     prefix = request.query_params.get("subject_prefix") or None
+    if prefix is not None and not _SUBJECT_PREFIX.match(prefix):
+        raise ApiError(
+            400,
+            "INVALID_REQUEST",
+            "subject_prefix may hold only letters, digits, '_', '-', '.' (up to 255)",
+            {"field": "subject_prefix"},
+        )
     rows, total = await service.store.list(limit, offset, prefix, fmt, state)
     return json_response(
         {
