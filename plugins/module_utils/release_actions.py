@@ -227,11 +227,14 @@ def perform_rollback(
 
 def finish_module(module: Any, action: Any, failure: str, **kwargs: Any) -> None:
     """Runs a release action for a module and exits it: a ReleaseError's message as
-    it is, other OS errors prefixed with what failed, the diff only in diff mode."""
+    it is (with what was done before it, when the error carries a ``result``), other OS
+    errors prefixed with what failed, the diff only in diff mode."""
     try:
         result = action(check_mode=module.check_mode, **kwargs)
     except ReleaseError as exc:
-        module.fail_json(msg=str(exc))
+        partial = dict(getattr(exc, "result", None) or {})
+        partial.pop("diff", None)
+        module.fail_json(msg=str(exc), **partial)
     except OSError as exc:
         module.fail_json(msg=f"{failure} failed: {exc}")
     diff = result.pop("diff")

@@ -227,8 +227,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - docs come f
 from ansible_collections.llmops.registry.plugins.module_utils.instance_switch import (  # noqa: E402
     switch_host,
 )
-from ansible_collections.llmops.registry.plugins.module_utils.releases import (  # noqa: E402
-    ReleaseError,
+from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (  # noqa: E402
+    finish_module,
 )
 
 
@@ -265,33 +265,24 @@ def main() -> None:
         mode = int(params["mode"], 8)
     except ValueError:
         module.fail_json(msg=f"mode {params['mode']!r} is not an octal number such as 0640")
-    try:
-        result = switch_host(
-            point_current=params["point_current"],
-            lock_timeout=params["lock_timeout"],
-            instances=params["instances"],
-            version=params["version"],
-            config_dir=params["config_dir"],
-            owner=params["owner"],
-            group=params["group"],
-            mode=mode,
-            unit_template=params["unit_template"],
-            parallel=params["parallel"],
-            timeout=params["timeout"],
-            interval=params["interval"],
-            host=params["host"],
-            check_mode=module.check_mode,
-        )
-    except ReleaseError as exc:
-        partial = getattr(exc, "result", None) or {}
-        partial.pop("diff", None)
-        module.fail_json(msg=str(exc), **partial)
-    except OSError as exc:
-        module.fail_json(msg=f"instance switch failed: {exc}")
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    finish_module(
+        module,
+        switch_host,
+        "instance switch",
+        point_current=params["point_current"],
+        lock_timeout=params["lock_timeout"],
+        instances=params["instances"],
+        version=params["version"],
+        config_dir=params["config_dir"],
+        owner=params["owner"],
+        group=params["group"],
+        mode=mode,
+        unit_template=params["unit_template"],
+        parallel=params["parallel"],
+        timeout=params["timeout"],
+        interval=params["interval"],
+        host=params["host"],
+    )
 
 
 if __name__ == "__main__":
