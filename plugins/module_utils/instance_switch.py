@@ -19,7 +19,6 @@ import os
 import pwd
 import re
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.llmops.registry.plugins.module_utils.atomic_file import write_atomically
 from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (
     perform_rollback,
 )
@@ -174,24 +174,6 @@ def _attributes_differ(path: str, uid: int, gid: int, mode: int) -> bool:
     return (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode)
 
 
-def _write_atomically(path: str, text: str, uid: int, gid: int, mode: int) -> None:
-    """Temporary file in the same folder, renamed over the env file: never half written."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".instance-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _url(host: str, port: int) -> str:
     return f"http://{host}:{port}/ready"
 
@@ -325,7 +307,14 @@ def switch_instances(
     begin = time.monotonic()
     for inst in planned:
         if inst.env_changed:
-            _write_atomically(inst.env_file, inst.env, uid, gid, mode)
+            write_atomically(
+                inst.env_file,
+                inst.env,
+                mode=mode,
+                owner=(uid, gid),
+                prefix=".instance-",
+                suffix=".tmp",
+            )
         elif _attributes_differ(inst.env_file, uid, gid, mode):
             os.chown(inst.env_file, uid, gid)
             os.chmod(inst.env_file, mode)

@@ -34,6 +34,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from ansible_collections.llmops.registry.plugins.module_utils.atomic_file import (
+    fsync_folder,
+    write_atomically,
+)
+
 RELEASES_DIR = "releases"
 CURRENT_LINK = "current"
 HISTORY_FILE = "history.json"
@@ -270,29 +275,9 @@ class ReleaseTree:
 
     # ---- changing
 
-    def _fsync_dir(self, folder: str) -> None:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def _write_json(self, target: str, data: Any) -> None:
-        folder = os.path.dirname(target)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir(folder)
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        write_atomically(target, text, mode=0o644, sync_folder=True)
 
     def switch(self, version: str, record: bool = True) -> None:
         """Point ``current`` at a complete release: temporary link, then rename."""
@@ -303,7 +288,7 @@ class ReleaseTree:
             os.unlink(tmp)
         os.symlink(os.path.join(RELEASES_DIR, version), tmp)
         os.replace(tmp, self.current_link)
-        self._fsync_dir(self.path)
+        fsync_folder(self.path)
         if record:
             self.record_activation(version)
 
@@ -558,6 +543,6 @@ def install_release(
     tree._write_json(os.path.join(folder, METADATA_FILE), metadata)
     hook("metadata")
     os.unlink(os.path.join(folder, UNFINISHED_MARKER))
-    tree._fsync_dir(folder)
+    fsync_folder(folder)
     hook("complete")
     return metadata

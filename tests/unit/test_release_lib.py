@@ -28,12 +28,14 @@ if str(COLLECTIONS) not in sys.path:
 # The code under test, imported once the path above is in place; test files import it
 # from here so the import order cannot break it.
 from ansible_collections.llmops.registry.plugins.module_utils import (  # noqa: E402
+    atomic_file,
     haproxy_admin,
     instance_switch,
     release_actions,
     releases,
 )
 
+write_atomically = atomic_file.write_atomically
 perform_release = release_actions.perform_release
 perform_rollback = release_actions.perform_rollback
 ReleaseError = releases.ReleaseError
