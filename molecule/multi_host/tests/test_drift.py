@@ -1,11 +1,9 @@
-"""deploy.yml puts back what was changed by hand, and a deploy that finds nothing to do
-runs none of the tasks the roles' state probes can skip.
+"""deploy.yml puts back what was changed by hand on the hosts.
 
 Each role asks llmops.registry.state_probe once which of its packages, files and units
-are already as wanted and skips their tasks. These tests check both sides of that
-bargain on real hosts: drift the probe must see is repaired, and after a converge every
-probe proves everything in place (a probe entry that no longer describes its task
-would make that task run on every no-op deploy).
+are already as wanted and skips only their tasks: drift in a file's content, mode or
+group, or a stopped unit, must make the probe send the task in again. (test_no_op.py
+checks the other side: after a converge no probed task runs.)
 """
 
 from __future__ import annotations
@@ -16,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import PROJECT, Playbooks
+from playbooks import Playbooks
 
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent")
 POSTGRES_CONF = "/etc/postgresql/15/main/conf.d/50-llmops.conf"
@@ -41,19 +38,6 @@ DRIFT = {
 
 def _host(name: str):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
-
-
-def _gated_tasks() -> set[str]:
-    """'llmops.registry.<role> : <task name>' of the tasks a state probe result can skip."""
-    names = set()
-    for path in (PROJECT / "roles").glob("*/tasks/*.yml"):
-        role = path.parent.parent.name
-        for task in yaml.safe_load(path.read_text()) or []:
-            when = task.get("when", "")
-            conditions = when if isinstance(when, list) else [when]
-            if any("_probe." in str(condition) for condition in conditions):
-                names.add(f"llmops.registry.{role} : {task['name']}")
-    return names
 
 
 @pytest.fixture(scope="module")
@@ -83,21 +67,3 @@ def test_drift_is_put_back(repair):
     pinned = registry.file("/etc/schema-registry/instance-a.env").content_string
     assert "CHANGED_BY_HAND" not in pinned
     assert registry.service("schema-registry@b").is_running
-
-
-def test_a_deploy_with_nothing_to_do_skips_every_probed_task(repair, playbooks):
-    proc = playbooks.run("playbooks/deploy.yml", json_report=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = playbooks.report(proc)
-    assert Playbooks.changed_tasks(report) == []
-    gated = _gated_tasks()
-    assert len(gated) > 20  # the roles' probed tasks were found
-    ran = [
-        f"{host}: {task['task']['name']}"
-        for play in report["plays"]
-        for task in play["tasks"]
-        if task["task"]["name"] in gated
-        for host, result in task["hosts"].items()
-        if not result.get("skipped")
-    ]
-    assert ran == [], "probe entries that do not match their task:\n" + "\n".join(ran)

@@ -1,0 +1,1 @@
+../../all_in_one/tests/test_no_op.py
