@@ -66,26 +66,16 @@ def _wanted_mode(entry: dict) -> int | None:
     return int(text, 8)
 
 
-def _owner_matches(wanted: str | None, uid: int) -> bool:
+def _id_matches(wanted: str | None, actual: int, number_of: Callable[[str], int]) -> bool:
+    """Owner or group: not compared when not wanted; a name or a number."""
     if wanted is None:
         return True
     if str(wanted).isdigit():
-        return int(wanted) == uid
+        return int(wanted) == actual
     try:
-        return pwd.getpwnam(str(wanted)).pw_uid == uid
+        return number_of(str(wanted)) == actual
     except KeyError:
-        return False  # the user does not exist yet: the task creating the file comes later
-
-
-def _group_matches(wanted: str | None, gid: int) -> bool:
-    if wanted is None:
-        return True
-    if str(wanted).isdigit():
-        return int(wanted) == gid
-    try:
-        return grp.getgrnam(str(wanted)).gr_gid == gid
-    except KeyError:
-        return False
+        return False  # the user or group does not exist yet: its task comes later
 
 
 def check_entry(entry: dict) -> str:
@@ -116,8 +106,8 @@ def _attributes_match(entry: dict, info: os.stat_result) -> bool:
     mode = _wanted_mode(entry)
     return (
         (mode is None or stat.S_IMODE(info.st_mode) == mode)
-        and _owner_matches(entry.get("owner"), info.st_uid)
-        and _group_matches(entry.get("group"), info.st_gid)
+        and _id_matches(entry.get("owner"), info.st_uid, lambda name: pwd.getpwnam(name).pw_uid)
+        and _id_matches(entry.get("group"), info.st_gid, lambda name: grp.getgrnam(name).gr_gid)
     )
 
 

@@ -77,6 +77,11 @@ def test_a_sha256_checksum_can_be_given(conf):
     assert not path_in_place(entry(conf, checksum=wanted))
 
 
+def test_owner_and_group_may_be_numbers(conf):
+    assert path_in_place(entry(conf, owner=str(os.getuid()), group=str(os.getgid())))
+    assert not path_in_place(entry(conf, owner=str(os.getuid() + 1)))
+
+
 def test_fields_left_out_are_not_compared(conf):
     assert path_in_place({"path": str(conf), "checksum": sha1("port = 1\n")})
 
