@@ -39,7 +39,10 @@ def _converge_playbook() -> str:
     here = Path(__file__).absolute().parents[1]
     scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY") or here)
     config = yaml.safe_load((scenario / "molecule.yml").read_text())
-    return str((scenario / config["ansible"]["playbooks"]["converge"]).resolve())
+    # Molecule reads the playbooks from `ansible:` or, older style, `provisioner:`.
+    section = config.get("ansible") or config.get("provisioner") or {}
+    converge = section.get("playbooks", {}).get("converge", "converge.yml")
+    return str((scenario / converge).resolve())
 
 
 def test_a_converge_with_nothing_to_do_skips_every_probed_task():
