@@ -232,6 +232,20 @@ def test_bad_json_and_unknown_fields_are_400(client):
     assert extra.json()["details"]["field"] == "colour"
 
 
+def test_a_nul_character_anywhere_in_the_body_is_400_naming_where(client):
+    # PostgreSQL cannot store U+0000 in text or jsonb: a clear 400, not a 500.
+    for extra, where in (
+        ({"description": "a\x00b"}, "$.description"),
+        ({"tags": ["ok", "n\x00l"]}, "$.tags[1]"),
+        ({"metadata": {"k\x00": 1}}, "$.metadata (a key)"),
+    ):
+        response = register(client, subject(), CHAT, **extra)
+        assert response.status_code == 400, response.text
+        assert response.json()["details"]["field"] == where
+    # The six characters backslash-u-0000 are ordinary text.
+    assert register(client, subject(), CHAT, description="\\u0000").status_code == 201
+
+
 def test_request_id_is_echoed(client):
     response = client.get("/api/v1/schemas/nope", headers={"X-Request-ID": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"

@@ -212,9 +212,40 @@ async def read_json(request: Request) -> Any:
     if not body:
         raise ApiError(400, "INVALID_JSON", "request body is empty; a JSON document is needed")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "INVALID_JSON", f"request body is not valid JSON: {exc}") from exc
+    # PostgreSQL text and jsonb cannot hold a NUL character: refuse it here with a 400
+    # naming where it is, not a 500 from the database. Only a body with the escape can
+    # hold one, so most requests skip the walk.
+    where = _nul_at(document) if b"\\u0000" in body else None
+    if where is not None:
+        raise ApiError(
+            400,
+            "INVALID_REQUEST",
+            f"request body holds a NUL character (\\u0000) at {where}; text cannot store it",
+            {"field": where},
+        )
+    return document
+
+
+def _nul_at(value: Any, path: str = "$") -> str | None:
+    """JSON path of the first string or key holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{path} (a key)"
+            items.append((f"{path}.{key}", item))
+    elif isinstance(value, list):
+        items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    for where, item in items:
+        found = _nul_at(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 def _service(request: Request) -> Service:
