@@ -5,6 +5,8 @@ Usage (as root):
   labctl.py base [--rebuild]
   labctl.py up --lab NAME --host HOST[:group,group] [--host ...] [--state-dir DIR]
   labctl.py down --lab NAME | --all
+  labctl.py kill --lab NAME --host HOST [--host ...]   (pull the plug: SIGKILL, no shutdown)
+  labctl.py boot --lab NAME [--host HOST ...]          (boot stopped hosts again)
   labctl.py list
 
 See lab/README.md for how it works and what `down` guarantees.
@@ -60,6 +62,9 @@ BASE_VERSION = 2
 RUN_DIR = LAB_ROOT / "run"  # internal state per lab, removed by `down`
 LABS_DIR = LAB_ROOT / "labs"  # default state dirs (inventory, key) per lab
 APT_CACHE_DIR = LAB_ROOT / "apt-cache"  # persistent per lab+host apt archives
+# Every .deb any host downloaded, shared by all labs: hard-linked into a host's own
+# archives before it boots and collected back when its lab goes down.
+APT_POOL_DIR = APT_CACHE_DIR / "pool"
 DEBOOTSTRAP_CACHE = LAB_ROOT / "debootstrap-cache"
 FORWARD_SAVED = LAB_ROOT / "ip_forward.saved"
 LOCK_DIR = LAB_ROOT / "locks"
@@ -512,13 +517,41 @@ def build_machine_resolver() -> str:
 
 
 def ensure_apt_cache(cache: Path) -> None:
-    """Per-host apt archives and lists, kept across runs (a shared one breaks on apt's lock)."""
+    """Per-host apt archives and lists, kept across runs (a shared one breaks on apt's
+    lock), with every .deb of the shared pool linked in, so a new lab host downloads
+    only what no lab host has downloaded before."""
     for sub in ("archives", "lists"):
         if not (cache / sub).exists():
             (cache / sub / "partial").mkdir(parents=True)
             if sub == "lists":
                 # apt's cache_valid_time reads this mtime: empty lists must look stale.
                 os.utime(cache / sub, (0, 0))
+    link_debs(APT_POOL_DIR, cache / "archives")
+
+
+def link_debs(source: Path, target: Path) -> int:
+    """Hard-link every .deb of source that target lacks (a copy across file systems).
+    apt never rewrites a downloaded .deb in place, so sharing the inode is safe."""
+    if not source.is_dir():
+        return 0
+    target.mkdir(parents=True, exist_ok=True)
+    linked = 0
+    for deb in source.glob("*.deb"):
+        dest = target / deb.name
+        if dest.exists():
+            continue
+        try:
+            os.link(deb, dest)
+        except OSError:
+            shutil.copy2(deb, dest)
+        linked += 1
+    return linked
+
+
+def collect_debs(state: dict[str, Any]) -> None:
+    """Put what the lab's hosts downloaded into the shared pool."""
+    for host in state["hosts"]:
+        link_debs(Path(host["apt_cache"]) / "archives", APT_POOL_DIR)
 
 
 def nspawn_command(state: dict[str, Any], host: dict[str, Any]) -> list[str]:
@@ -800,6 +833,8 @@ def bring_up(state: dict[str, Any], specs: list[HostSpec]) -> None:
 
 def teardown(state: dict[str, Any]) -> None:
     stop_hosts(state)
+    with locked("apt-pool"):
+        collect_debs(state)
     teardown_network(state)
     run_dir = lab_run_dir(state["lab"])
     remove_tree(run_dir)
@@ -904,6 +939,59 @@ def nspawn_processes() -> list[tuple[int, str]]:
     return found
 
 
+def select_hosts(state: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    known = {host["name"]: host for host in state["hosts"]}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise LabError(
+            f"lab {state['lab']} has no host {', '.join(unknown)} "
+            f"(its hosts: {', '.join(known)})"
+        )
+    return [known[name] for name in names] if names else list(known.values())
+
+
+def cmd_kill(lab: str, names: list[str]) -> None:
+    """Kill hosts: SIGKILL to nspawn and everything below it, no shutdown, as a crashed
+    machine would do: its services get no chance to hand over and its address goes
+    away at once. Their disks (upper dirs) stay. Not a power cut: what the processes
+    had written is in the build machine's page cache and survives."""
+    validate_lab_name(lab)
+    require_root()
+    with locked(f"lab-{lab}"):
+        state = load_state(lab)
+        if state is None:
+            raise LabError(f"lab {lab} is not up")
+        for host in select_hosts(state, names):
+            if not host_alive(host):
+                log(f"host {host['name']} is already stopped")
+                continue
+            leader = (host["pid"], host["pid_start"])
+            victims = [leader, *identify(descendants(host["pid"]))]
+            send_signal(victims, signal.SIGKILL)
+            if wait_gone(victims, 10):
+                raise LabError(f"host {host['name']} would not die")
+            log(f"host {host['name']} killed")
+
+
+def cmd_boot(lab: str, names: list[str]) -> None:
+    """Boot stopped hosts of a lab again on their kept disks (like a power-on)."""
+    validate_lab_name(lab)
+    require_root()
+    with locked(f"lab-{lab}"):
+        state = load_state(lab)
+        if state is None:
+            raise LabError(f"lab {lab} is not up")
+        key = Path(state["state_dir"]) / KEY_NAME
+        wanted = select_hosts(state, names)
+        to_boot = [host for host in wanted if not host_alive(host)]
+        for host in to_boot:
+            start_host(state, host)
+        save_state(state)
+        for host in to_boot:
+            wait_for_ssh(host, key)
+        log(f"{len(to_boot)} host(s) booted")
+
+
 def cmd_list() -> None:
     states = all_states()
     if not states:
@@ -933,6 +1021,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     which = down.add_mutually_exclusive_group(required=True)
     which.add_argument("--lab", help="lab name")
     which.add_argument("--all", action="store_true", help="every lab")
+    kill = sub.add_parser("kill", help="pull the plug on hosts (SIGKILL, no shutdown)")
+    kill.add_argument("--lab", required=True, help="lab name")
+    kill.add_argument("--host", action="append", required=True, metavar="HOST")
+    boot = sub.add_parser("boot", help="boot stopped hosts again (all when none named)")
+    boot.add_argument("--lab", required=True, help="lab name")
+    boot.add_argument("--host", action="append", default=[], metavar="HOST")
     sub.add_parser("list", help="labs, hosts, addresses and state")
     return parser.parse_args(argv)
 
@@ -948,6 +1042,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_up(args.lab, args.host, args.state_dir)
         elif args.command == "down":
             cmd_down(args.lab, args.all)
+        elif args.command == "kill":
+            cmd_kill(args.lab, args.host)
+        elif args.command == "boot":
+            cmd_boot(args.lab, args.host)
         else:
             cmd_list()
     except LabError as error:
