@@ -944,8 +944,7 @@ def select_hosts(state: dict[str, Any], names: list[str]) -> list[dict[str, Any]
     unknown = [name for name in names if name not in known]
     if unknown:
         raise LabError(
-            f"lab {state['lab']} has no host {', '.join(unknown)} "
-            f"(its hosts: {', '.join(known)})"
+            f"lab {state['lab']} has no host {', '.join(unknown)} (its hosts: {', '.join(known)})"
         )
     return [known[name] for name in names] if names else list(known.values())
 

@@ -204,3 +204,35 @@ def test_only_rules_of_labs_that_are_gone_count_as_orphans(
     labctl: ModuleType, rule: str, owner: str | None
 ) -> None:
     assert labctl.orphan_rule_owner(rule, {"live"}) == owner
+
+
+def test_kill_and_boot_of_a_lab_that_is_not_up_fail_with_a_message(
+    labctl: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(labctl.os, "geteuid", lambda: 0)
+    assert labctl.main(["kill", "--lab", "nosuchlab", "--host", "db1"]) == 1
+    assert "lab nosuchlab is not up" in capsys.readouterr().err
+    assert labctl.main(["boot", "--lab", "nosuchlab"]) == 1
+    assert "lab nosuchlab is not up" in capsys.readouterr().err
+
+
+def test_an_unknown_host_is_named_with_the_lab_s_hosts(labctl: ModuleType, tmp_path: Path) -> None:
+    state = labctl.new_state(
+        "demo", labctl.parse_host_specs(["db1:db", "db2:db"]), tmp_path / "state"
+    )
+    with pytest.raises(labctl.LabError, match="lab demo has no host db9 \\(its hosts: db1, db2\\)"):
+        labctl.select_hosts(state, ["db9"])
+    assert [h["name"] for h in labctl.select_hosts(state, [])] == ["db1", "db2"]
+
+
+def test_debs_go_to_the_pool_and_from_it_into_new_hosts(labctl: ModuleType, tmp_path: Path) -> None:
+    state = labctl.new_state("demo", labctl.parse_host_specs(["a", "b"]), tmp_path / "state")
+    first, second = (Path(h["apt_cache"]) for h in state["hosts"])
+    labctl.ensure_apt_cache(first)
+    (first / "archives" / "redis_7.0_amd64.deb").write_bytes(b"deb")
+    (first / "archives" / "partial" / "half.deb").write_bytes(b"half")
+    labctl.collect_debs(state)
+    assert sorted(p.name for p in labctl.APT_POOL_DIR.glob("*.deb")) == ["redis_7.0_amd64.deb"]
+    labctl.ensure_apt_cache(second)
+    assert (second / "archives" / "redis_7.0_amd64.deb").read_bytes() == b"deb"
+    assert not (second / "archives" / "half.deb").exists()
