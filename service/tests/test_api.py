@@ -81,7 +81,9 @@ def test_incompatible_new_version_is_409_with_violations(client):
 def test_compatible_new_version_gets_next_minor(client):
     subj = subject()
     register(client, subj, CHAT)
-    wider = {**CHAT, "properties": {**CHAT["properties"], "model": {"type": "string"}}}
+    # A longer prompt allowed: old data still valid. (A typed property added to this
+    # open object would not be: old data may hold it with any value.)
+    wider = {**CHAT, "properties": {"prompt": {"type": "string", "maxLength": 8000}}}
     response = register(client, subj, wider)
     assert response.status_code == 201
     assert response.json()["version"] == "1.1.0"
@@ -175,7 +177,7 @@ def test_compatibility_check_endpoint(client):
 def test_lists_subjects_versions_and_latest(client):
     subj = subject()
     register(client, subj, CHAT)
-    wider = {**CHAT, "properties": {**CHAT["properties"], "n": {"type": "integer"}}}
+    wider = {**CHAT, "properties": {"prompt": {"type": "string", "maxLength": 5000}}}
     latest_id = register(client, subj, wider).json()["id"]
     assert subj in client.get("/api/v1/subjects").json()["subjects"]
     assert client.get(f"/api/v1/subjects/{subj}/versions").json()["versions"] == ["1.0.0", "1.1.0"]

@@ -30,7 +30,7 @@ from schema_registry._version import BROKEN, __version__
 from schema_registry.cache import SchemaCache
 from schema_registry.config import COMPATIBILITY_MODES, Config, load_config
 from schema_registry.errors import ApiError
-from schema_registry.formats import FORMAT_ALIASES
+from schema_registry.formats import FORMAT_ALIASES, json_schema
 from schema_registry.migrations_runner import known_versions
 from schema_registry.registry import STATES, Registry, check_subject, parse_version, represent
 from schema_registry.store import Store, make_pool
@@ -124,6 +124,36 @@ class Observability:
                 )
 
 
+class KeepAlive:
+    """Starlette re-raises an unhandled error after answering it with a 500, and the
+    server then drops the client's keep-alive connection: the error stops here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # answered (and logged) by internal_error already
+                return
+            log.exception("unhandled error", extra={"request_id": scope.get("request_id")})
+            error = ApiError(
+                500, "INTERNAL_ERROR", "internal error; see the log for the request id"
+            )
+            await json_response(error.body(scope.get("request_id", "-")), 500)(scope, receive, send)
+
+
 class Service:
     """Everything a request handler needs, built once per worker."""
 
@@ -138,6 +168,7 @@ class Service:
         )
         self.store = Store(self.pool)
         self.registry = Registry(self.store, config.default_compatibility)
+        json_schema.set_default_draft(config.json_schema_default_draft)
         self.cache = SchemaCache(
             config.redis_url,
             config.redis_ttl_seconds,
@@ -189,9 +220,11 @@ class Service:
         """A schema with its content as stored (canonical text), for validate/compare."""
         record = orjson.loads(await self.schema_body(schema_id))
         schema = record["schema"]
+        # JSON and Avro content is JSON text: a primitive Avro schema ("int") comes
+        # back as a JSON string and must be dumped again, not used as the text.
         record["content"] = (
             schema
-            if isinstance(schema, str)
+            if record["format"] == "PROTOBUF"
             else orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
         )
         major, minor, patch = (int(p) for p in record["version"].split("."))
@@ -577,4 +610,4 @@ def create_app(config: Config | None = None) -> ASGIApp:
         },
     )
     app.state.service = service
-    return Observability(app, config.body_limit_bytes, config.access_log)
+    return Observability(KeepAlive(app), config.body_limit_bytes, config.access_log)

@@ -304,7 +304,7 @@ class Registry:
 
     @staticmethod
     def validate(fmt: str, content: str, data: Any) -> list[str]:
-        parsed = parse_cached(fmt, content)
+        parsed = _parse_or_422(fmt, content)
         started = time.perf_counter()
         try:
             errors = FORMATS[fmt].validate(parsed, data)
@@ -329,8 +329,8 @@ class Registry:
         violations = compatibility.check(
             FORMATS[fmt],
             mode,
-            parse_cached(fmt, new["content"]),
-            [(version_of(old), parse_cached(fmt, old["content"]))],
+            _parse_or_422(fmt, new["content"]),
+            [(version_of(old), _parse_or_422(fmt, old["content"]))],
         )
         metrics.COMPATIBILITY_CHECKS.labels(
             mode, "incompatible" if violations else "compatible"

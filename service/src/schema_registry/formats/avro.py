@@ -17,6 +17,7 @@ from fastavro.validation import ValidationError
 from fastavro.validation import validate as fastavro_validate
 
 from schema_registry.errors import InvalidSchemaError
+from schema_registry.formats import violation
 
 _PROMOTIONS = {
     "int": {"int", "long", "float", "double"},
@@ -26,10 +27,6 @@ _PROMOTIONS = {
     "bytes": {"bytes", "string"},
 }
 _NAMED = ("record", "error", "enum", "fixed")
-
-
-def _violation(rule: str, path: str, message: str) -> dict[str, str]:
-    return {"rule": rule, "path": path or "/", "message": message}
 
 
 class ParsedAvro:
@@ -161,7 +158,7 @@ class _Resolver:
             self._match_complex(rschema, wschema, wkind, path, seen)
 
     def _add(self, rule: str, path: str, message: str) -> None:
-        self.out.append(_violation(rule, path, message))
+        self.out.append(violation(rule, path, message))
 
     @staticmethod
     def _same_name(rschema: dict, wschema: dict) -> bool:

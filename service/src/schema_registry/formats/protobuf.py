@@ -13,6 +13,7 @@ from proto_schema_parser import ast
 from proto_schema_parser.parser import Parser
 
 from schema_registry.errors import InvalidSchemaError
+from schema_registry.formats import violation
 
 
 class _RaisingListener(ErrorListener):
@@ -29,10 +30,6 @@ def _strict(component: Any) -> None:
 
 
 _PARSER = Parser(setup_lexer=_strict, setup_parser=_strict)
-
-
-def _violation(rule: str, path: str, message: str) -> dict[str, str]:
-    return {"rule": rule, "path": path or "/", "message": message}
 
 
 def parse(content: str) -> ast.File:
@@ -79,7 +76,7 @@ def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]
                 continue
             if rfield.type != wfield.type:
                 out.append(
-                    _violation(
+                    violation(
                         "FIELD_TYPE_CHANGED",
                         where,
                         f"field {number} changed type {wfield.type} -> {rfield.type}",
@@ -87,11 +84,11 @@ def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]
                 )
             if rfield.cardinality != wfield.cardinality:
                 out.append(
-                    _violation("FIELD_CARDINALITY_CHANGED", where, f"field {number} cardinality")
+                    violation("FIELD_CARDINALITY_CHANGED", where, f"field {number} cardinality")
                 )
         for number, rfield in reader_fields.items():
             if number not in writer_fields and str(rfield.cardinality).endswith("REQUIRED"):
                 out.append(
-                    _violation("REQUIRED_ADDED", f"/{message}/{number}", "required field added")
+                    violation("REQUIRED_ADDED", f"/{message}/{number}", "required field added")
                 )
     return out
