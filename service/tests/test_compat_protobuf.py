@@ -268,3 +268,45 @@ def test_protobuf_count(capsys):
     with capsys.disabled():
         print(f"\nProtobuf pairs: {len(CASES)}")
     assert len(CASES) > 80
+
+
+# --- data validation by protobuf's JSON mapping ------------------------------------------
+RICH = """syntax = "proto3";
+package acme.v1;
+import "google/protobuf/timestamp.proto";
+message Reply {
+  message Usage { int32 tokens = 1; }
+  enum Finish { STOP = 0; LENGTH = 1; }
+  Usage usage = 1;
+  oneof body { string text = 2; bytes blob = 3; }
+  map<string, Usage> per_model = 4;
+  repeated int64 ids = 5;
+  Finish finish = 6;
+  google.protobuf.Timestamp at = 7;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "valid"),
+    [
+        ({}, True),
+        ({"usage": {"tokens": 3}, "text": "hi", "perModel": {"m": {"tokens": 1}}}, True),
+        ({"ids": ["1", 2], "finish": "LENGTH", "at": "2026-01-01T00:00:00Z"}, True),
+        ({"usage": {"tokens": "many"}}, False),
+        ({"text": "a", "blob": "YQ=="}, False),  # two members of one oneof
+        ({"finish": "DONE"}, False),
+        ({"unknown": 1}, False),
+        ({"at": "yesterday"}, False),
+        (["not", "an", "object"], False),
+    ],
+)
+def test_protobuf_data_validation(data, valid):
+    errors = protobuf.validate(protobuf.parse(RICH), data)
+    assert (errors == []) is valid, errors
+
+
+def test_protobuf_validation_of_unknown_imports_is_unsupported():
+    parsed = protobuf.parse('syntax = "proto3";\nimport "x.proto";\nmessage M { x.T t = 1; }\n')
+    with pytest.raises(NotImplementedError, match=r"x\.proto"):
+        protobuf.validate(parsed, {})

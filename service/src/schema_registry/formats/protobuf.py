@@ -5,16 +5,20 @@ leading dot for a full name), so `Status` and `.pkg.Msg.Status` are one type. Fi
 inside `oneof` and `map<,>` fields are compared too, and a type change is refused only
 when the wire format differs (protobuf's "Updating A Message Type" groups).
 
-Data validation is not offered for Protobuf (the registry holds .proto text, not
-compiled descriptors); the API answers such requests with 422 UNSUPPORTED_OPERATION.
+Data validation builds descriptors from the parsed file (the `protobuf` package) and
+reads the JSON data with protobuf's JSON mapping into the file's first message.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from dataclasses import dataclass, field
 from typing import Any
 
 from antlr4.error.ErrorListener import ErrorListener
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.descriptor_pb2 import FieldDescriptorProto as _FDP
 from proto_schema_parser import ast
 from proto_schema_parser.parser import Parser
 
@@ -54,7 +58,18 @@ def canonical(content: str) -> str:
 
 
 def validate(parsed: ast.File, data: Any) -> list[str]:
-    raise NotImplementedError("data validation is not available for Protobuf schemas")
+    """Data checked against the file's first message by protobuf's JSON mapping."""
+    message_class = getattr(parsed, "_registry_message_class", None)
+    if message_class is None:
+        message_class = _message_class(parsed)
+        object.__setattr__(parsed, "_registry_message_class", message_class)
+    if not isinstance(data, dict):
+        return [f"/: a message is a JSON object, not {type(data).__name__}"]
+    try:
+        json_format.ParseDict(data, message_class())
+    except json_format.ParseError as exc:
+        return [str(exc)]
+    return []
 
 
 _VARINT = frozenset(("int32", "uint32", "int64", "uint64", "bool"))
@@ -291,4 +306,132 @@ def _compare_oneofs(message: str, mine: _Schema, theirs: _Schema, where: str, ou
                     f"{where}/{moved[0]}",
                     f"fields {moved} moved into one new oneof {group}: data may set several",
                 )
+            )
+
+
+_PROTO_TYPES = {
+    "double": _FDP.TYPE_DOUBLE,
+    "float": _FDP.TYPE_FLOAT,
+    "int64": _FDP.TYPE_INT64,
+    "uint64": _FDP.TYPE_UINT64,
+    "int32": _FDP.TYPE_INT32,
+    "fixed64": _FDP.TYPE_FIXED64,
+    "fixed32": _FDP.TYPE_FIXED32,
+    "bool": _FDP.TYPE_BOOL,
+    "string": _FDP.TYPE_STRING,
+    "bytes": _FDP.TYPE_BYTES,
+    "uint32": _FDP.TYPE_UINT32,
+    "sfixed32": _FDP.TYPE_SFIXED32,
+    "sfixed64": _FDP.TYPE_SFIXED64,
+    "sint32": _FDP.TYPE_SINT32,
+    "sint64": _FDP.TYPE_SINT64,
+}
+_LABELS = {"repeated": _FDP.LABEL_REPEATED, "required": _FDP.LABEL_REQUIRED}
+
+
+def _message_class(document: ast.File) -> Any:
+    """The protobuf message class of the file's first message (NotImplementedError when
+    the file has none, or uses types from imports other than protobuf's own)."""
+    schema = _models(document)
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="registry_schema.proto", package=schema.package, syntax=document.syntax or "proto2"
+    )
+    pool = descriptor_pool.DescriptorPool()
+    scope = f".{schema.package}" if schema.package else ""
+    first = None
+    for element in document.file_elements:
+        if isinstance(element, ast.Import):
+            _add_import(pool, element.name)
+            proto.dependency.append(element.name)
+        elif isinstance(element, ast.Message):
+            _build_message(proto.message_type.add(), element, scope, schema)
+            first = first or f"{scope}.{element.name}".lstrip(".")
+        elif isinstance(element, ast.Enum):
+            _build_enum(proto.enum_type.add(), element)
+    if first is None:
+        raise NotImplementedError("data validation needs a message in the Protobuf schema")
+    try:
+        pool.Add(proto)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(first))
+    except Exception as exc:  # descriptor building raises several types: all are a 422
+        raise NotImplementedError(
+            f"data validation is not available for this schema: {exc}"
+        ) from exc
+
+
+def _add_import(pool: Any, name: str) -> None:
+    if not name.startswith("google/protobuf/"):
+        raise NotImplementedError(
+            f"data validation needs the types of {name}: only protobuf's own imports are known"
+        )
+    known = descriptor_pool.Default()
+    try:
+        found = known.FindFileByName(name)
+    except KeyError:
+        module = name.removeprefix("google/protobuf/").removesuffix(".proto") + "_pb2"
+        try:
+            __import__(f"google.protobuf.{module}")
+            found = known.FindFileByName(name)
+        except (ImportError, KeyError) as exc:
+            raise NotImplementedError(f"unknown import {name}") from exc
+    for dependency in found.dependencies:
+        _add_import(pool, dependency.name)
+    file_proto = descriptor_pb2.FileDescriptorProto()
+    found.CopyToProto(file_proto)
+    with contextlib.suppress(TypeError):  # already added (a shared dependency)
+        pool.Add(file_proto)
+
+
+def _build_enum(target: Any, enum: ast.Enum) -> None:
+    target.name = enum.name
+    for value in enum.elements:
+        if isinstance(value, ast.EnumValue):
+            target.value.add(name=value.name, number=value.number)
+
+
+def _set_type(target: Any, type_name: str, scope: str, schema: _Schema) -> None:
+    resolved = _resolve(type_name, scope, schema)
+    if resolved in _PROTO_TYPES:
+        target.type = _PROTO_TYPES[resolved]
+    else:
+        target.type = _FDP.TYPE_ENUM if resolved in schema.enums else _FDP.TYPE_MESSAGE
+        target.type_name = resolved
+
+
+def _build_message(target: Any, message: ast.Message, scope: str, schema: _Schema) -> None:
+    name = f"{scope}.{message.name}"
+    target.name = message.name
+    for element in message.elements:
+        if isinstance(element, ast.Message):
+            _build_message(target.nested_type.add(), element, name, schema)
+        elif isinstance(element, ast.Enum):
+            _build_enum(target.enum_type.add(), element)
+        elif isinstance(element, ast.Field):
+            added = target.field.add(name=element.name, number=element.number)
+            added.label = _LABELS.get(_label(element.cardinality), _FDP.LABEL_OPTIONAL)
+            _set_type(added, element.type, name, schema)
+        elif isinstance(element, ast.OneOf):
+            index = len(target.oneof_decl)
+            target.oneof_decl.add(name=element.name)
+            for member in element.elements:
+                if isinstance(member, ast.Field):
+                    added = target.field.add(
+                        name=member.name, number=member.number, oneof_index=index
+                    )
+                    added.label = _FDP.LABEL_OPTIONAL
+                    _set_type(added, member.type, name, schema)
+        elif isinstance(element, ast.MapField):
+            entry_name = "".join(p.capitalize() for p in element.name.split("_")) + "Entry"
+            entry = target.nested_type.add(name=entry_name)
+            entry.options.map_entry = True
+            key = entry.field.add(name="key", number=1, label=_FDP.LABEL_OPTIONAL)
+            _set_type(key, element.key_type, name, schema)
+            value = entry.field.add(name="value", number=2, label=_FDP.LABEL_OPTIONAL)
+            _set_type(value, element.value_type, name, schema)
+            added = target.field.add(
+                name=element.name,
+                number=element.number,
+                label=_FDP.LABEL_REPEATED,
+                type=_FDP.TYPE_MESSAGE,
+                type_name=f"{name}.{entry_name}",
             )
