@@ -12,7 +12,6 @@ reads the JSON data with protobuf's JSON mapping into the file's first message.
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass, field
 from typing import Any
 
