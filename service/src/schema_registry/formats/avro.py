@@ -61,13 +61,22 @@ class ParsedAvro:
         return schema
 
 
-def parse(content: str) -> ParsedAvro:
+def parse(content: str, references: tuple[tuple[str, str], ...] = ()) -> ParsedAvro:
+    """references: (name, schema text) of registered schemas whose named types this one
+    uses (they are inlined, so validation and compatibility see what they say)."""
     try:
         document = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise InvalidSchemaError(f"schema is not valid JSON: {exc}") from exc
     _require_fields(document)
     try:
+        if references:
+            named: dict[str, Any] = {}
+            for _name, text in references:
+                parse_schema(orjson.loads(text), named_schemas=named, _write_hint=False)
+            return ParsedAvro(
+                parse_schema(document, named_schemas=named, expand=True, _write_hint=False)
+            )
         return ParsedAvro(parse_schema(document, _write_hint=False))
     except (SchemaParseException, UnknownType, ValueError, TypeError, KeyError) as exc:
         raise InvalidSchemaError(f"invalid Avro schema: {exc}") from exc

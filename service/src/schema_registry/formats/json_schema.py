@@ -9,6 +9,8 @@ from urllib.parse import unquote
 
 import jsonschema
 import orjson
+import referencing
+import referencing.jsonschema
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
@@ -22,7 +24,9 @@ _REF = re.compile(rb'"\$ref":"([^"]*)"')
 # The two documents being compared and the $ref pairs under comparison right now
 # (a pair met again inside itself is a recursive schema: assumed equal, which ends it).
 _Active = set[tuple[str, str]]
-_CONTEXT: ContextVar[tuple[Any, Any, _Active, bool]] = ContextVar("json_schema_compare")
+_CONTEXT: ContextVar[tuple[Any, Any, _Active, bool, tuple[dict, dict]]] = ContextVar(
+    "json_schema_compare"
+)
 
 
 # Config names of the drafts (registry.json_schema_default_draft) -> validator classes.
@@ -45,7 +49,9 @@ def set_default_draft(name: str) -> None:
     _DEFAULT[0] = DRAFTS[name]
 
 
-def parse(content: str) -> Any:
+def parse(content: str, references: tuple[tuple[str, str], ...] = ()) -> Any:
+    """A validator for the schema; references: (name, schema text) pairs that `$ref`
+    values in it name (registered schemas referenced by subject and version)."""
     try:
         document = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
@@ -58,7 +64,30 @@ def parse(content: str) -> Any:
     except SchemaError as exc:
         where = "/" + "/".join(str(p) for p in exc.absolute_path)
         raise InvalidSchemaError(f"invalid JSON Schema at {where}: {exc.message}") from exc
-    return cls(document, format_checker=cls.FORMAT_CHECKER)
+    if not references:
+        return cls(document, format_checker=cls.FORMAT_CHECKER)
+    documents = {name: orjson.loads(text) for name, text in references}
+    spec = referencing.jsonschema.specification_with(
+        cls.META_SCHEMA["$schema"], default=referencing.jsonschema.DRAFT7
+    )
+    registry = referencing.Registry().with_resources(
+        (name, referencing.Resource.from_contents(doc, default_specification=spec))
+        for name, doc in documents.items()
+    )
+    validator = cls(document, format_checker=cls.FORMAT_CHECKER, registry=registry)
+    return _WithReferences(validator, documents)
+
+
+class _WithReferences:
+    """A validator plus the referenced documents (for the compatibility walk)."""
+
+    def __init__(self, validator: Any, documents: dict[str, Any]) -> None:
+        self.validator = validator
+        self.schema = validator.schema
+        self._registry_refs = documents
+
+    def iter_errors(self, data: Any) -> Any:
+        return self.validator.iter_errors(data)
 
 
 def canonical(content: str) -> str:
@@ -83,18 +112,19 @@ def reader_rejections(reader: Any, writer: Any) -> list[dict[str, str]]:
     it says; other references (remote URLs, anchors) are compared by their text. The
     rules and their names follow the reference registries' JSON Schema compatibility
     (service/README.md, "Compatibility rules")."""
-    if reader.schema == writer.schema:
+    refs = (getattr(reader, "_registry_refs", {}), getattr(writer, "_registry_refs", {}))
+    if reader.schema == writer.schema and refs[0] == refs[1]:
         return []
     # Two equal nodes are equal in meaning when no $ref in them can point to different
     # content: no references, or only into definitions both documents hold alike.
-    refs = _REF.findall(orjson.dumps(reader.schema) + orjson.dumps(writer.schema))
-    plain = not refs or (
-        all(r.startswith((b"#/definitions/", b"#/$defs/")) for r in refs)
+    found = _REF.findall(orjson.dumps(reader.schema) + orjson.dumps(writer.schema))
+    plain = not found or (
+        all(r.startswith((b"#/definitions/", b"#/$defs/")) for r in found)
         and isinstance(reader.schema, dict)
         and isinstance(writer.schema, dict)
         and all(reader.schema.get(k) == writer.schema.get(k) for k in ("definitions", "$defs"))
     )
-    token = _CONTEXT.set((reader.schema, writer.schema, set(), plain))
+    token = _CONTEXT.set((reader.schema, writer.schema, set(), plain, refs))
     try:
         return _compare(reader.schema, writer.schema, "")
     finally:
@@ -115,15 +145,22 @@ def _pointer(root: Any, ref: str) -> Any:
     return node
 
 
-def _follow(node: Any, root: Any) -> tuple[Any, str]:
-    """Follows local $ref chains; keywords next to a $ref still apply (2019-09 and
-    later), so they are kept. Returns the node and the last reference followed."""
+def _follow(node: Any, root: Any, refs: dict | None = None) -> tuple[Any, str]:
+    """Follows local $ref chains, and references to registered schemas by their name
+    (refs: name -> document); keywords next to a $ref still apply (2019-09 and later),
+    so they are kept. Returns the node and the last reference followed."""
     followed = ""
     for _ in range(_MAX_REF_CHAIN):
         ref = node.get("$ref") if isinstance(node, dict) else None
-        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+        if not isinstance(ref, str):
             break
-        target = _pointer(root, ref)
+        base, _hash, fragment = ref.partition("#")
+        if base and refs and base in refs:
+            target = _pointer(refs[base], f"#{fragment}") if fragment else refs[base]
+        elif ref == "#" or ref.startswith("#/"):
+            target = _pointer(root, ref)
+        else:
+            break
         if not isinstance(target, dict | bool):
             break
         followed = ref
@@ -300,12 +337,12 @@ def _compare(reader: Any, writer: Any, path: str) -> list[dict[str, str]]:
     context = _CONTEXT.get(None)
     if context is None:
         return _compare_nodes(reader, writer, path, None, None)
-    reader_root, writer_root, active, plain = context
+    reader_root, writer_root, active, plain, (reader_refs, writer_refs) = context
     if plain and reader == writer:
         return []
     reader_node, writer_node = reader, writer
-    reader, reader_ref = _follow(reader, reader_root)
-    writer, writer_ref = _follow(writer, writer_root)
+    reader, reader_ref = _follow(reader, reader_root, reader_refs)
+    writer, writer_ref = _follow(writer, writer_root, writer_refs)
     if not (reader_ref or writer_ref):
         return _compare_nodes(reader, writer, path, reader_root, writer_root)
     # A side without a reference here is named by its node, which stays the same

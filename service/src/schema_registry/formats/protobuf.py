@@ -41,11 +41,16 @@ def _strict(component: Any) -> None:
 _PARSER = Parser(setup_lexer=_strict, setup_parser=_strict)
 
 
-def parse(content: str) -> ast.File:
+def parse(content: str, references: tuple[tuple[str, str], ...] = ()) -> ast.File:
+    """references: (import name, .proto text) of registered schemas this file imports."""
     if not content.strip():
         raise InvalidSchemaError("invalid Protobuf: empty document")
     try:
-        return _PARSER.parse(content)
+        parsed = _PARSER.parse(content)
+        if references:
+            imported = {name: _PARSER.parse(text) for name, text in references}
+            object.__setattr__(parsed, "_registry_refs", imported)
+        return parsed
     except InvalidSchemaError:
         raise
     except (ValueError, AttributeError, TypeError, IndexError) as exc:
@@ -340,7 +345,11 @@ def _message_class(document: ast.File) -> Any:
     first = None
     for element in document.file_elements:
         if isinstance(element, ast.Import):
-            _add_import(pool, element.name)
+            imported = getattr(document, "_registry_refs", {}).get(element.name)
+            if imported is not None:
+                _add_reference(pool, element.name, imported)
+            else:
+                _add_import(pool, element.name)
             proto.dependency.append(element.name)
         elif isinstance(element, ast.Message):
             _build_message(proto.message_type.add(), element, scope, schema)
@@ -356,6 +365,25 @@ def _message_class(document: ast.File) -> Any:
         raise NotImplementedError(
             f"data validation is not available for this schema: {exc}"
         ) from exc
+
+
+def _add_reference(pool: Any, name: str, document: ast.File) -> None:
+    """A referenced (registered) .proto file, added to the pool under its import name."""
+    schema = _models(document)
+    proto = descriptor_pb2.FileDescriptorProto(
+        name=name, package=schema.package, syntax=document.syntax or "proto2"
+    )
+    scope = f".{schema.package}" if schema.package else ""
+    for element in document.file_elements:
+        if isinstance(element, ast.Import):
+            _add_import(pool, element.name)
+            proto.dependency.append(element.name)
+        elif isinstance(element, ast.Message):
+            _build_message(proto.message_type.add(), element, scope, schema)
+        elif isinstance(element, ast.Enum):
+            _build_enum(proto.enum_type.add(), element)
+    with contextlib.suppress(TypeError):
+        pool.Add(proto)
 
 
 def _add_import(pool: Any, name: str) -> None:
