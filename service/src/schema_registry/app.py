@@ -30,7 +30,7 @@ from schema_registry._version import BROKEN, __version__
 from schema_registry.cache import SchemaCache
 from schema_registry.config import COMPATIBILITY_MODES, Config, load_config
 from schema_registry.errors import ApiError
-from schema_registry.formats import FORMAT_ALIASES
+from schema_registry.formats import FORMAT_ALIASES, json_schema
 from schema_registry.migrations_runner import known_versions
 from schema_registry.registry import STATES, Registry, check_subject, parse_version, represent
 from schema_registry.store import Store, make_pool
@@ -124,6 +124,36 @@ class Observability:
                 )
 
 
+class KeepAlive:
+    """Starlette re-raises an unhandled error after answering it with a 500, and the
+    server then drops the client's keep-alive connection: the error stops here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # answered (and logged) by internal_error already
+                return
+            log.exception("unhandled error", extra={"request_id": scope.get("request_id")})
+            error = ApiError(
+                500, "INTERNAL_ERROR", "internal error; see the log for the request id"
+            )
+            await json_response(error.body(scope.get("request_id", "-")), 500)(scope, receive, send)
+
+
 class Service:
     """Everything a request handler needs, built once per worker."""
 
@@ -138,6 +168,7 @@ class Service:
         )
         self.store = Store(self.pool)
         self.registry = Registry(self.store, config.default_compatibility)
+        json_schema.set_default_draft(config.json_schema_default_draft)
         self.cache = SchemaCache(
             config.redis_url,
             config.redis_ttl_seconds,
@@ -189,9 +220,11 @@ class Service:
         """A schema with its content as stored (canonical text), for validate/compare."""
         record = orjson.loads(await self.schema_body(schema_id))
         schema = record["schema"]
+        # JSON and Avro content is JSON text: a primitive Avro schema ("int") comes
+        # back as a JSON string and must be dumped again, not used as the text.
         record["content"] = (
             schema
-            if isinstance(schema, str)
+            if record["format"] == "PROTOBUF"
             else orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
         )
         major, minor, patch = (int(p) for p in record["version"].split("."))
@@ -416,6 +449,7 @@ async def delete_schema(request: Request) -> Response:
         raise ApiError(400, "INVALID_ID", "schema id must be a UUID", {"id": schema_id})
     schema_id = schema_id.lower()
     permanent = _query_bool(request, "permanent")
+    await _refuse_if_referenced(service, schema_id)
     if not await service.store.delete(schema_id, permanent, actor):
         raise ApiError(404, "SCHEMA_NOT_FOUND", f"no schema with id {schema_id}")
     await service.cache.invalidate(schema_id)
@@ -427,7 +461,8 @@ async def validate_data(request: Request) -> Response:
     service.authorize(request, write=False)
     record = await service.schema_record(request.path_params["schema_id"])
     data = await read_json(request)
-    errors = service.registry.validate(record["format"], record["content"], data)
+    refs = await service.registry.stored_refs(record)
+    errors = service.registry.validate(record["format"], record["content"], data, refs)
     return json_response({"is_valid": not errors, "errors": errors})
 
 
@@ -450,7 +485,8 @@ async def check_compatibility(request: Request) -> Response:
             f"mode must be one of {', '.join(COMPATIBILITY_MODES)}",
             {"field": "mode"},
         )
-    violations = service.registry.compare(new, old, mode)
+    refs = (await service.registry.stored_refs(new), await service.registry.stored_refs(old))
+    violations = service.registry.compare(new, old, mode, refs)
     with contextlib.suppress(psycopg.Error, PoolTimeout):
         await service.store.record_check(new["id"], old["id"], mode, not violations, violations)
     return json_response({"is_compatible": not violations, "mode": mode, "violations": violations})
@@ -488,6 +524,50 @@ async def subject_version(request: Request) -> Response:
         if (row["version_major"], row["version_minor"], row["version_patch"]) == target:
             return json_response(represent(row))
     raise ApiError(404, "VERSION_NOT_FOUND", f"{subject} has no version {wanted}")
+
+
+# --- schema references ------------------------------------------------------------------
+def _reference_view(row: dict[str, Any]) -> dict[str, Any]:
+    version = row.get("version") or (
+        f"{row['version_major']}.{row['version_minor']}.{row['version_patch']}"
+    )
+    return {
+        "name": row["name"],
+        "id": str(row["id"]),
+        "subject": row["subject"],
+        "version": version,
+    }
+
+
+async def _refuse_if_referenced(service: Service, schema_id: str) -> None:
+    dependents = await service.store.dependents(schema_id)
+    if dependents:
+        raise ApiError(
+            409,
+            "SCHEMA_REFERENCED",
+            f"schema {schema_id} is referenced by {len(dependents)} schema(s); delete those first",
+            {"dependents": [_reference_view(d) for d in dependents]},
+        )
+
+
+async def schema_dependents(request: Request) -> Response:
+    """The live schemas that reference this one (which block its deletion)."""
+    service = _service(request)
+    service.authorize(request, write=False)
+    record = await service.schema_record(request.path_params["schema_id"])
+    dependents = await service.store.dependents(record["id"])
+    return json_response(
+        {"id": record["id"], "dependents": [_reference_view(d) for d in dependents]}
+    )
+
+
+async def schema_references(request: Request) -> Response:
+    """What this schema references: name, subject, version and the id it resolved to."""
+    service = _service(request)
+    service.authorize(request, write=False)
+    record = await service.schema_record(request.path_params["schema_id"])
+    refs = await service.store.references(record["id"])
+    return json_response({"id": record["id"], "references": [_reference_view(r) for r in refs]})
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -534,6 +614,8 @@ ROUTES = [
     Route("/api/v1/schemas", list_schemas, methods=["GET"]),
     Route("/api/v1/schemas/{schema_id}", get_schema, methods=["GET"]),
     Route("/api/v1/schemas/{schema_id}", delete_schema, methods=["DELETE"]),
+    Route("/api/v1/schemas/{schema_id}/dependents", schema_dependents, methods=["GET"]),
+    Route("/api/v1/schemas/{schema_id}/references", schema_references, methods=["GET"]),
     Route("/api/v1/validate/{schema_id}", validate_data, methods=["POST"]),
     Route("/api/v1/compatibility/check", check_compatibility, methods=["POST"]),
     Route("/api/v1/subjects", list_subjects, methods=["GET"]),
@@ -577,4 +659,4 @@ def create_app(config: Config | None = None) -> ASGIApp:
         },
     )
     app.state.service = service
-    return Observability(app, config.body_limit_bytes, config.access_log)
+    return Observability(KeepAlive(app), config.body_limit_bytes, config.access_log)

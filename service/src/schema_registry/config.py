@@ -28,6 +28,7 @@ COMPATIBILITY_MODES = (
 )
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+JSON_SCHEMA_DRAFTS = ("draft-04", "draft-06", "draft-07", "draft-2019-09", "draft-2020-12")
 
 # Keys the file may hold, with their defaults (None: required or optional without default).
 _ALLOWED: dict[str, dict[str, Any]] = {
@@ -49,7 +50,7 @@ _ALLOWED: dict[str, dict[str, Any]] = {
     "redis": {"url": None, "ttl_seconds": 3600, "timeout_seconds": 0.5},
     "cache": {"local_ttl_seconds": 1.0, "local_max_entries": 10000},
     "auth": {"api_keys": [], "protect_reads": False},
-    "registry": {"default_compatibility": "BACKWARD"},
+    "registry": {"default_compatibility": "BACKWARD", "json_schema_default_draft": "draft-07"},
     "logging": {"level": "INFO", "access_log": True},
 }
 
@@ -83,6 +84,7 @@ class Config:
     api_keys: tuple[ApiKey, ...] = field(default_factory=tuple)
     protect_reads: bool = False
     default_compatibility: str = "BACKWARD"
+    json_schema_default_draft: str = "draft-07"
     log_level: str = "INFO"
     access_log: bool = True
 
@@ -197,6 +199,12 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         raise ConfigError(
             f"registry.default_compatibility: must be one of {', '.join(COMPATIBILITY_MODES)}"
         )
+    draft = registry["json_schema_default_draft"]
+    if draft not in JSON_SCHEMA_DRAFTS:
+        raise ConfigError(
+            "registry.json_schema_default_draft: must be one of "
+            f"{', '.join(JSON_SCHEMA_DRAFTS)}, got {draft!r}"
+        )
     level = logging["level"]
     if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"logging.level: must be one of {', '.join(_LOG_LEVELS)}")
@@ -246,6 +254,7 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         api_keys=_api_keys(auth["api_keys"]),
         protect_reads=_bool("auth.protect_reads", auth["protect_reads"]),
         default_compatibility=mode,
+        json_schema_default_draft=draft,
         log_level=level.upper(),
         access_log=_bool("logging.access_log", logging["access_log"]),
     )

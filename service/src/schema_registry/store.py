@@ -197,6 +197,41 @@ class Store:
             )
             return True
 
+    # --- schema references (migration 0003) -------------------------------------------
+    async def insert_references(
+        self, conn: AsyncConnection, schema_id: Any, references: list[dict[str, Any]]
+    ) -> None:
+        for ref in references:
+            await conn.execute(
+                "INSERT INTO schema_dependencies (schema_id, name, referenced_subject,"
+                " referenced_version, referenced_schema_id) VALUES (%s, %s, %s, %s, %s)",
+                (schema_id, ref["name"], ref["subject"], ref["version"], ref["id"]),
+            )
+
+    async def references(self, schema_id: str) -> list[dict[str, Any]]:
+        """What a schema references: name, subject, version, id and the content."""
+        async with self.pool.connection() as conn, timed("references"):
+            cur = await conn.execute(
+                "SELECT d.name, d.referenced_subject AS subject, d.referenced_version AS version,"
+                " s.id, s.format, s.content FROM schema_dependencies d"
+                " JOIN schemas s ON s.id = d.referenced_schema_id"
+                " WHERE d.schema_id = %s ORDER BY d.name",
+                (schema_id,),
+            )
+            return await cur.fetchall()
+
+    async def dependents(self, schema_id: str) -> list[dict[str, Any]]:
+        """The live schemas that reference this one."""
+        async with self.pool.connection() as conn, timed("dependents"):
+            cur = await conn.execute(
+                "SELECT s.id, s.subject, s.version_major, s.version_minor, s.version_patch,"
+                " d.name FROM schema_dependencies d JOIN schemas s ON s.id = d.schema_id"
+                " WHERE d.referenced_schema_id = %s AND s.state <> 'DELETED'"
+                " ORDER BY s.subject, s.version_major, s.version_minor, s.version_patch",
+                (schema_id,),
+            )
+            return await cur.fetchall()
+
     def pool_stats(self) -> dict[str, int]:
         stats = self.pool.get_stats()
         size = stats.get("pool_size", 0)
