@@ -58,3 +58,17 @@ REDIS_OPERATIONS = Counter(_P + "redis_operations_total", "Redis commands", ["co
 BUILD_INFO = Gauge(
     _P + "build_info", "Running release", ["version", "broken"], multiprocess_mode="max"
 )
+DB_AVAILABLE = Gauge(
+    _P + "db_available",
+    "1 while this worker reaches a read-write database, 0 while its circuit is open",
+    multiprocess_mode="min",
+)
+DB_CIRCUIT_OPENED = Counter(
+    _P + "db_circuit_opened_total", "Times the database circuit opened (connection failures)"
+)
+DB_PROBES = Counter(_P + "db_probes_total", "Background database probes", ["result"])
+DB_WRITE_RETRIES = Counter(
+    _P + "db_write_retries_total",
+    "Retried idempotent writes (register) after a connection-level failure or failover",
+    ["outcome"],
+)
