@@ -331,9 +331,13 @@ async def ready(request: Request) -> Response:
     if service.db.available:
         # Ask now (migrations may have been applied since the last probe); a failure
         # opens the circuit and the answer comes from the last successful contact.
-        with contextlib.suppress(psycopg.Error, PoolTimeout, TimeoutError):
-            async with asyncio.timeout(1):
+        try:
+            async with asyncio.timeout(0.5):
                 service.db.reached(await service.store.applied_migrations())
+        except TimeoutError:
+            service.db.wake.set()  # slow or saturated: let the probe find out which
+        except (psycopg.Error, PoolTimeout):
+            pass
     status, body = service.db.readiness()
     return json_response({**body, "version": __version__}, status)
 

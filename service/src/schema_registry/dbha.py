@@ -90,7 +90,7 @@ class DatabaseState:
             self.unavailable_since = time.monotonic()
             metrics.DB_CIRCUIT_OPENED.inc()
             self._gauge()
-        self.wake.set()
+            self.wake.set()  # probe at once (only on the change: no busy loop)
 
     def reached(self, applied: set[str]) -> None:
         """A successful contact: the migrations this release needs, as applied now."""
@@ -161,6 +161,16 @@ class GuardedPool(AsyncConnectionPool):
                 raise
             raise DatabaseUnavailable(f"database unavailable: {self.state.last_error}") from exc
 
+    async def _connect(self, timeout: float | None = None) -> AsyncConnection:
+        # The pool's own (re)connect attempts report to the circuit too, so an outage is
+        # noticed by the first failed attempt, not by the first request that times out.
+        # (psycopg_pool 3.3 internal, pinned in requirements.lock.)
+        try:
+            return await super()._connect(timeout)
+        except psycopg.Error as exc:
+            self.state.failed(exc)
+            raise
+
 
 async def read_applied(conn: AsyncConnection) -> set[str]:
     cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
@@ -220,6 +230,7 @@ class Prober:
         while True:
             self.state.wake.clear()
             await self.probe()
+            await asyncio.sleep(0.05)  # a refused connect may not yield: never spin
             interval = self.interval_closed if self.state.available else self.interval_open
             try:
                 async with asyncio.timeout(interval):
@@ -239,9 +250,13 @@ async def retry_write(
 
     Retries only connection-level failures (see is_connection_failure), with exponential
     backoff, for at most budget_seconds in total; then the last DatabaseUnavailable goes
-    to the client as 503 + Retry-After.
+    to the client as 503 + Retry-After. The budget counts from the start of the outage,
+    not of the request: a failover (seconds) is ridden through, while during a long
+    outage writes answer 503 at once instead of each holding a connection slot.
     """
     deadline = time.monotonic() + budget_seconds
+    if state.unavailable_since is not None and state.ever_reached:
+        deadline = min(deadline, state.unavailable_since + budget_seconds)
     delay = first_delay
     attempt = 0
     while True:
