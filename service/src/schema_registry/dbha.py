@@ -130,11 +130,13 @@ class DatabaseState:
         }
 
 
+_DRAINS: set[asyncio.Task] = set()  # keeps the drain tasks referenced until done
+
+
 class GuardedPool(AsyncConnectionPool):
     """A pool that fails fast while the circuit is open and reports connection failures."""
 
     state: DatabaseState
-    _tasks: set[asyncio.Task] = set()  # noqa: RUF012 - keeps drain tasks referenced
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[AsyncConnection]:
@@ -155,8 +157,8 @@ class GuardedPool(AsyncConnectionPool):
             if getattr(exc, "sqlstate", None) == "25006":
                 # Every idle connection may point at the demoted server: reconnect all.
                 task = asyncio.get_running_loop().create_task(self.drain())
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                _DRAINS.add(task)
+                task.add_done_callback(_DRAINS.discard)
             if isinstance(exc, DatabaseUnavailable):
                 raise
             raise DatabaseUnavailable(f"database unavailable: {self.state.last_error}") from exc
