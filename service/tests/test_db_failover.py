@@ -180,7 +180,7 @@ def test_primary_demoted_and_standby_promoted_mid_run_no_acknowledged_write_lost
                 server, "schema_registry_db_write_retries_total", 'outcome="succeeded"'
             )
             assert retried >= 1
-            assert _metric(server, "schema_registry_db_available") == 1.0
+            assert _metric(server, "schema_registry_db_available", 'role="primary"') == 1.0
         finally:
             if writer is not None:
                 writer.stop.set()

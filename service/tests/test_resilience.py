@@ -99,14 +99,15 @@ def test_postgres_down_ready_degraded_cached_reads_200_writes_503(stack):
         assert uncached.headers["retry-after"].isdigit()
         assert http.get("/api/v1/subjects").status_code == 503
         metrics = httpx.get(server.metrics_url).text
-        assert "schema_registry_db_available 0.0" in metrics
+        assert 'schema_registry_db_available{role="primary"} 0.0' in metrics
         postgres.start()
         deadline = time.monotonic() + 30
         while http.get("/ready").json()["status"] != "ready" and time.monotonic() < deadline:
             time.sleep(0.5)
         assert http.get("/ready").json()["status"] == "ready"
         assert http.get("/api/v1/subjects").status_code == 200
-        assert "schema_registry_db_available 1.0" in httpx.get(server.metrics_url).text
+        after = httpx.get(server.metrics_url).text
+        assert 'schema_registry_db_available{role="primary"} 1.0' in after
     with psycopg.connect(url) as conn:
         subjects = [r[0] for r in conn.execute("SELECT subject FROM schemas").fetchall()]
         states = [r[0] for r in conn.execute("SELECT state FROM schemas").fetchall()]

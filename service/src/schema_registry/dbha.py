@@ -72,7 +72,7 @@ class DatabaseState:
         self._gauge()
 
     def _gauge(self) -> None:
-        metrics.DB_AVAILABLE.set(1 if self.available else 0)
+        metrics.DB_AVAILABLE.labels("primary").set(1 if self.available else 0)
 
     def guard(self) -> None:
         """Raises DatabaseUnavailable at once while the circuit is open."""
@@ -88,7 +88,7 @@ class DatabaseState:
             log.warning("database unavailable: %s", self.last_error)
             self.available = False
             self.unavailable_since = time.monotonic()
-            metrics.DB_CIRCUIT_OPENED.inc()
+            metrics.DB_CIRCUIT_OPENED.labels(type(exc).__name__).inc()
             self._gauge()
             self.wake.set()  # probe at once (only on the change: no busy loop)
 
