@@ -19,7 +19,7 @@ SCENARIOS ?= release multi_host all_in_one monitoring data_stores benchmark lab_
 MOLECULE_JOBS ?= 2
 
 APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \
-                postgresql redis-server haproxy prometheus prometheus-alertmanager \
+                postgresql redis-server redis-sentinel haproxy prometheus prometheus-alertmanager \
                 prometheus-pushgateway wrk python3-venv git make
 
 .PHONY: help deps venv service-venv lab-up lab-down artifact deploy status demo \

@@ -29,11 +29,13 @@ from schema_registry import logs, metrics
 from schema_registry._version import BROKEN, __version__
 from schema_registry.cache import SchemaCache
 from schema_registry.config import COMPATIBILITY_MODES, Config, load_config
+from schema_registry.dbha import DatabaseState, DatabaseUnavailable, Prober, retry_write
 from schema_registry.errors import ApiError
 from schema_registry.formats import FORMAT_ALIASES, json_schema
 from schema_registry.migrations_runner import known_versions
+
 from schema_registry.registry import STATES, Registry, check_subject, parse_version, represent
-from schema_registry.store import Store, make_pool
+from schema_registry.store import Store, connection_kwargs, make_pool
 
 log = logging.getLogger("schema_registry.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -159,12 +161,27 @@ class Service:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.db = DatabaseState()
         self.pool = make_pool(
             config.database_url,
             config.pool_min,
             config.pool_max,
             config.db_connect_timeout,
             config.db_pool_timeout,
+            state=self.db,
+            tcp_user_timeout=config.db_tcp_user_timeout,
+            keepalives_idle=config.db_keepalives_idle,
+        )
+        # Its own connections, so it answers while the pool waits; libpq tries each host
+        # of a multi-host URL for connect_timeout, hence the deadline.
+        hosts = max(1, config.database_url.split("/")[2].count(",") + 1)
+        self.prober = Prober(
+            self.pool,
+            config.database_url,
+            connection_kwargs(
+                config.db_connect_timeout, config.db_tcp_user_timeout, config.db_keepalives_idle
+            ),
+            deadline=hosts * max(2.0, config.db_connect_timeout) + 1,
         )
         self.store = Store(self.pool)
         self.registry = Registry(self.store, config.default_compatibility)
@@ -175,6 +192,10 @@ class Service:
             config.redis_timeout,
             config.local_cache_ttl,
             config.local_cache_entries,
+            sentinels=config.redis_sentinels,
+            sentinel_master=config.redis_sentinel_master,
+            sentinel_username=config.redis_sentinel_username,
+            sentinel_password=config.redis_sentinel_password,
         )
         self.key_names = {key.sha256: key.name for key in config.api_keys}
         self.openapi: bytes | None = None
@@ -342,30 +363,18 @@ async def ready(request: Request) -> Response:
             },
             503,
         )
-    try:
-        async with asyncio.timeout(2):
-            applied = await service.store.applied_migrations()
-    except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
-        return json_response(
-            {
-                "status": "not_ready",
-                "version": __version__,
-                "reason": f"database unavailable: {type(exc).__name__}",
-            },
-            503,
-        )
-    missing = [v for v in known_versions() if v not in applied]
-    if missing:
-        return json_response(
-            {
-                "status": "not_ready",
-                "version": __version__,
-                "reason": "database migrations pending: " + ", ".join(missing),
-                "pending_migrations": missing,
-            },
-            503,
-        )
-    return json_response({"status": "ready", "version": __version__})
+    if service.db.available:
+        # Ask now (migrations may have been applied since the last probe); a failure
+        # opens the circuit and the answer comes from the last successful contact.
+        try:
+            async with asyncio.timeout(0.5):
+                service.db.reached(await service.store.applied_migrations())
+        except TimeoutError:
+            service.db.wake.set()  # slow or saturated: let the probe find out which
+        except (psycopg.Error, PoolTimeout):
+            pass
+    status, body = service.db.readiness()
+    return json_response({**body, "version": __version__}, status)
 
 
 async def openapi(request: Request) -> Response:
@@ -382,7 +391,12 @@ async def register_schema(request: Request) -> Response:
     service = _service(request)
     actor = service.authorize(request, write=True)
     body = await read_json(request)
-    row, created = await service.registry.register(body, actor)
+    # Idempotent on identical content, so retried through a primary change (bounded).
+    row, created = await retry_write(
+        service.db,
+        lambda: service.registry.register(body, actor),
+        service.config.db_write_retry_seconds,
+    )
     payload = {
         "id": str(row["id"]),
         "subject": row["subject"],
@@ -590,13 +604,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def database_error(request: Request, exc: Exception) -> Response:
     log.error("database unavailable: %s", exc, extra={"request_id": _request_id(request)})
+    reason = type(exc.__cause__ or exc).__name__
     error = ApiError(
         503,
         "DATABASE_UNAVAILABLE",
         "the database is unavailable; nothing was changed, retry later",
-        {"reason": type(exc).__name__},
+        {"reason": reason},
     )
-    return json_response(error.body(_request_id(request)), 503, {"Retry-After": "5"})
+    retry_after = "2" if isinstance(exc, DatabaseUnavailable) else "5"
+    return json_response(error.body(_request_id(request)), 503, {"Retry-After": retry_after})
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -634,6 +650,7 @@ def create_app(config: Config | None = None) -> ASGIApp:
         # wait=False: start even while the database is down; /ready tells the truth.
         await service.pool.open(wait=False)
         gauges = asyncio.create_task(service.update_pool_gauges())
+        prober = asyncio.create_task(service.prober.run())
         listener = asyncio.create_task(service.cache.listen_invalidations())
         metrics.BUILD_INFO.labels(__version__, str(BROKEN).lower()).set(1)
         log.info("worker started", extra={"version": __version__, "broken": BROKEN})
@@ -641,6 +658,7 @@ def create_app(config: Config | None = None) -> ASGIApp:
             yield
         finally:
             gauges.cancel()
+            prober.cancel()
             listener.cancel()
             await service.pool.close()
             await service.cache.close()

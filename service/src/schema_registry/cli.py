@@ -103,6 +103,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 "workers": config.workers,
                 "database_url": redact_url(config.database_url),
                 "redis_url": redact_url(config.redis_url),
+                "redis_sentinels": [f"{host}:{port}" for host, port in config.redis_sentinels],
                 "api_keys": [key.name for key in config.api_keys],
                 "protect_reads": config.protect_reads,
             }
