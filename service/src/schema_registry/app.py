@@ -32,8 +32,6 @@ from schema_registry.config import COMPATIBILITY_MODES, Config, load_config
 from schema_registry.dbha import DatabaseState, DatabaseUnavailable, Prober, retry_write
 from schema_registry.errors import ApiError
 from schema_registry.formats import FORMAT_ALIASES, json_schema
-from schema_registry.migrations_runner import known_versions
-
 from schema_registry.registry import STATES, Registry, check_subject, parse_version, represent
 from schema_registry.store import Store, connection_kwargs, make_pool
 
