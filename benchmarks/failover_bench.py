@@ -214,7 +214,10 @@ def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
     addresses = [inv[h]["address"] for h in db_hosts]
     dsn = conninfo(addresses, args.db_password)
     log, stop = Log(), threading.Event()
-    threads = [threading.Thread(target=db_writer, args=(dsn, log, stop, 0.05))]
+    threads = [
+        threading.Thread(target=db_writer, args=(dsn, log, stop, 0.05))
+        for _ in range(args.db_writers)
+    ]
     if args.lb:
         threads += [
             threading.Thread(target=lb_worker, args=(args.lb, key, schema_id, log, stop, n))
@@ -335,19 +338,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lab", required=True)
     parser.add_argument(
-        "--inventory", required=True, help="ansible inventory of the lab (for db_switchover.yml)"
+        "--inventory",
+        action="append",
+        required=True,
+        help="ansible inventory of the lab (for db_switchover.yml); repeat to add sources",
     )
+    parser.add_argument("--db-writers", type=int, default=3, help="parallel direct writers")
     parser.add_argument("--instances", required=True, help="labctl instance_config.yml")
     parser.add_argument("--db-hosts", required=True, help="comma separated inventory names")
-    parser.add_argument("--db-password", required=True)
+    parser.add_argument(
+        "--db-password",
+        default=os.environ.get("HA_DB_PASSWORD", ""),
+        help="password of schema_registry (default: $HA_DB_PASSWORD)",
+    )
     parser.add_argument("--lb", default="", help="load balancer address (empty: no HTTP load)")
-    parser.add_argument("--api-key", default="")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("HA_API_KEY", ""), help="default: $HA_API_KEY"
+    )
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--faults", default="kill_primary,switchover,etcd_member")
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--hold", type=float, default=10.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/failover_bench.json"))
     args = parser.parse_args()
+    if not args.db_password:
+        parser.error("--db-password (or HA_DB_PASSWORD) is required")
     inv = load_instances(Path(args.instances))
     addresses = [inv[h]["address"] for h in args.db_hosts.split(",")]
     setup = psql(
