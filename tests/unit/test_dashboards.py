@@ -79,7 +79,12 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_dashboard_is_valid_json_with_a_unique_uid() -> None:
     uids = [json.loads(path.read_text())["uid"] for path in DASHBOARD_FILES]
-    assert sorted(uids) == ["infrastructure", "llm-latency-overview", "registry-overview"]
+    assert sorted(uids) == [
+        "cache-lb-ha",
+        "infrastructure",
+        "llm-latency-overview",
+        "registry-overview",
+    ]
 
 
 def test_role_default_lists_exactly_the_shipped_dashboards() -> None:
