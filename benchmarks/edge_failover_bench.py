@@ -127,7 +127,7 @@ def replication(address: str, secrets: dict) -> dict:
 
 def vrrp(address: str) -> dict:
     try:
-        with urllib.request.urlopen(f"http://{address}:9100/metrics", timeout=1) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://{address}:9100/metrics", timeout=1) as response:
             text = response.read().decode()
     except OSError:
         return {}
@@ -141,10 +141,18 @@ def vrrp(address: str) -> dict:
 
 def answers(vip: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{vip}:8080/lb-health", timeout=0.5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://{vip}:8080/lb-health", timeout=0.5) as response:
             return response.status == 200
     except OSError:
         return False
+
+
+def registry_redis_status(address: str, port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=3) as response:
+            return json.loads(response.read())["components"]["redis"]["status"]
+    except (OSError, ValueError, KeyError):
+        return "unreachable"
 
 
 # --- load ---------------------------------------------------------------------------
@@ -160,9 +168,20 @@ class Load:
         for path in (self.stop, self.out):
             path.unlink(missing_ok=True)
         self.proc = subprocess.Popen(  # noqa: S603 - our own load generator, bounded
-            [sys.executable, str(LOADGEN), "--host", vip, "--api-key-file", str(key)]
-            + ["--stop-file", str(self.stop), "--out", str(self.out)]
-            + ["--max-seconds", str(seconds)],
+            [
+                sys.executable,
+                str(LOADGEN),
+                "--host",
+                vip,
+                "--api-key-file",
+                str(key),
+                "--stop-file",
+                str(self.stop),
+                "--out",
+                str(self.out),
+                "--max-seconds",
+                str(seconds),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -220,6 +239,13 @@ def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
     failover_seconds = round(time.monotonic() - killed, 2) if new_master else None
     time.sleep(args.after)
     result = load.finish()
+    # What each registry instance says of its cache now (a Sentinel-aware registry
+    # follows the new master: "up"; one pinned to the first cache host: "down").
+    registry_redis = {
+        f"{h}:{port}": registry_redis_status(addresses[h], port)
+        for h in group(inv, "registry")
+        for port in (8081, 8082)
+    }
 
     labctl("boot", args.lab, victim)
     booted = time.monotonic()
@@ -246,6 +272,7 @@ def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
         "new_master_host": by_address.get(new_master),
         "redis_failover_seconds": failover_seconds,
         "load": result,
+        "registry_redis_status_after_failover": registry_redis,
         "rejoined_as_replica": rejoined_ok,
         "rejoin_seconds_after_boot": rejoin_seconds,
         "sentinels_agree_on": masters_seen,
@@ -261,8 +288,12 @@ def deploy_rerun(args, work: Path) -> dict:
     env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / "collections")
     started = time.monotonic()
     proc = subprocess.run(  # noqa: S603 - our own playbook on our own lab
-        [str(tool) if tool.exists() else "ansible-playbook", "-i", args.inventory]
-        + [str(REPO / "playbooks" / "deploy.yml")],
+        [
+            str(tool) if tool.exists() else "ansible-playbook",
+            "-i",
+            args.inventory,
+            str(REPO / "playbooks" / "deploy.yml"),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -321,7 +352,8 @@ def lb_drill(args, inv, secrets, addresses, work: Path) -> dict:
     end = time.monotonic() + args.watch
     while time.monotonic() < end:
         samples.append(
-            {h: vrrp(addresses[h]).get("keepalived_vrrp_master") for h in lbs} | {"vip": answers(args.vip)}
+            {h: vrrp(addresses[h]).get("keepalived_vrrp_master") for h in lbs}
+            | {"vip": answers(args.vip)}
         )
         time.sleep(0.5)
     after = vrrp(addresses[taken]) if taken else {}
@@ -334,8 +366,12 @@ def lb_drill(args, inv, secrets, addresses, work: Path) -> dict:
         "old_holder_back_as_backup": bool(booted),
         "watch_seconds": args.watch,
         "flapped_back": any(s.get(victim) == 1 for s in samples),
-        "holder_master_transitions_before_boot": before.get("keepalived_vrrp_master_transitions_total"),
-        "holder_master_transitions_after_watch": after.get("keepalived_vrrp_master_transitions_total"),
+        "holder_master_transitions_before_boot": before.get(
+            "keepalived_vrrp_master_transitions_total"
+        ),
+        "holder_master_transitions_after_watch": after.get(
+            "keepalived_vrrp_master_transitions_total"
+        ),
         "vip_answered_during_watch": all(s["vip"] for s in samples),
         "two_holders_seen": any(sum(1 for h in lbs if s.get(h) == 1) > 1 for s in samples),
     }
@@ -346,7 +382,9 @@ def main() -> None:
     parser.add_argument("--lab", default="ha_edge")
     parser.add_argument("--inventory", required=True, help="Molecule's inventory of the lab")
     parser.add_argument("--vip", help="virtual address (default: .200 of lb1's /24)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "edge_failover.json"))
+    parser.add_argument(
+        "--out", default=str(REPO / "benchmarks" / "results" / "edge_failover.json")
+    )
     parser.add_argument("--settle", type=float, default=4.0, help="load seconds before a fault")
     parser.add_argument("--after", type=float, default=5.0, help="load seconds after recovery")
     parser.add_argument("--watch", type=float, default=10.0, help="seconds to watch for flapping")
@@ -364,7 +402,7 @@ def main() -> None:
         "api_key": some["vault_registry_api_keys"][0]["key"],
     }
     if not args.vip:
-        args.vip = ".".join(addresses[group(inv, "lb")[0]].split(".")[:3] + ["200"])
+        args.vip = ".".join([*addresses[group(inv, "lb")[0]].split(".")[:3], "200"])
     work = Path(args.out).resolve().parent
     work.mkdir(parents=True, exist_ok=True)
 
@@ -381,7 +419,8 @@ def main() -> None:
         print(
             f"Redis master kill ({r['killed_host']}): failover {r['redis_failover_seconds']} s "
             f"-> {r['new_master_host']}; {load['requests']} requests, failed reads "
-            f"{load['failed_reads']}, writes {load['failed_writes']}, other {load['failed_other']}; "
+            f"{load['failed_reads']}, writes {load['failed_writes']}, "
+            f"other {load['failed_other']}; "
             f"rejoined as replica {r['rejoined_as_replica']} ({r['rejoin_seconds_after_boot']} s "
             f"after boot); deploy re-run changed {len(r['deploy_rerun']['changed'])} "
             f"(rc {r['deploy_rerun']['rc']})"
