@@ -8,7 +8,8 @@ a bounded load generator sends requests through the virtual address.
 
 Runs against a converged lab of molecule/ha_edge (`molecule converge -s ha_edge`;
 Molecule's side_effect runs this same script). For each fault it records:
-- Redis: seconds from the kill until the surviving Sentinels name a new master, failed
+- Redis: seconds from the kill until a surviving replica is promoted (its INFO says
+  master; Sentinel's port is open to cache and registry hosts only), failed
   reads / writes / other requests of the load, seconds until the booted host is a
   replica of the new master again, and the changed tasks of a deploy.yml re-run after
   the failover (must be none) with the master it leaves;
@@ -28,6 +29,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -97,21 +99,6 @@ def redis_call(address: str, port: int, auth: list[str], *command: str, timeout=
         sock.sendall(encode(["AUTH", *auth]) + encode(list(command)))
         _read_reply(f)
         return _read_reply(f)
-
-
-def sentinel_master(address: str, secrets: dict) -> str | None:
-    try:
-        reply = redis_call(
-            address,
-            26379,
-            [secrets["sentinel"]],
-            "SENTINEL",
-            "get-master-addr-by-name",
-            "registry",
-        )
-    except (OSError, RuntimeError):
-        return None
-    return reply[0] if isinstance(reply, list) and reply else None
 
 
 def replication(address: str, secrets: dict) -> dict:
@@ -217,26 +204,43 @@ def wait_for(predicate, timeout: float, step: float = 0.1):
 # --- the drills ---------------------------------------------------------------------
 
 
+def masters(addresses: list[str], secrets: dict) -> list[str]:
+    """The addresses whose Redis says role:master (INFO replication, exporter user;
+    Sentinel's port is open to cache and registry hosts only, not to this machine)."""
+    return [a for a in addresses if replication(a, secrets).get("role") == "master"]
+
+
 def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
     caches = group(inv, "cache")
     by_address = {addresses[h]: h for h in caches}
-    master = wait_for(lambda: sentinel_master(addresses[caches[0]], secrets), 10)
-    if master not in by_address:
-        raise SystemExit(f"Sentinel names no known master ({master!r})")
+    found = masters([addresses[h] for h in caches], secrets)
+    if len(found) != 1:
+        raise SystemExit(f"expected one Redis master, found {found}")
+    master = found[0]
     victim = by_address[master]
-    survivors = [h for h in caches if h != victim]
+    survivors = [addresses[h] for h in caches if h != victim]
     load = Load(args.vip, work, "redis", secrets["api_key"], args.max_load_seconds)
     time.sleep(args.settle)
     killed = time.monotonic()
     labctl("kill", args.lab, victim)
 
     def promoted() -> str | None:
-        names = {sentinel_master(addresses[h], secrets) for h in survivors}
-        names.discard(None)
-        return names.pop() if len(names) == 1 and master not in names else None
+        now = masters(survivors, secrets)
+        return now[0] if len(now) == 1 else None
 
     new_master = wait_for(promoted, 60)
     failover_seconds = round(time.monotonic() - killed, 2) if new_master else None
+
+    def replicas_follow() -> bool:
+        return all(
+            replication(a, secrets).get("master_host") == new_master
+            and replication(a, secrets).get("master_link_status") == "up"
+            for a in survivors
+            if a != new_master
+        )
+
+    followed = wait_for(replicas_follow, 30, 0.2)
+    follow_seconds = round(time.monotonic() - killed, 2) if followed else None
     time.sleep(args.after)
     result = load.finish()
     # What each registry instance says of its cache now (a Sentinel-aware registry
@@ -260,25 +264,23 @@ def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
 
     rejoined_ok = bool(wait_for(rejoined, 120, 0.5))
     rejoin_seconds = round(time.monotonic() - booted, 1) if rejoined_ok else None
-    masters_seen = sorted({str(sentinel_master(addresses[h], secrets)) for h in caches})
     roles = {h: replication(addresses[h], secrets).get("role") for h in caches}
 
     rerun = deploy_rerun(args, work)
-    after = sorted({str(sentinel_master(addresses[h], secrets)) for h in caches})
     return {
         "killed_host": victim,
         "old_master": master,
         "new_master": new_master,
         "new_master_host": by_address.get(new_master),
         "redis_failover_seconds": failover_seconds,
+        "other_replica_follows_seconds": follow_seconds,
         "load": result,
         "registry_redis_status_after_failover": registry_redis,
         "rejoined_as_replica": rejoined_ok,
         "rejoin_seconds_after_boot": rejoin_seconds,
-        "sentinels_agree_on": masters_seen,
         "roles_after_rejoin": roles,
         "deploy_rerun": rerun,
-        "master_after_rerun": after,
+        "masters_after_rerun": masters([addresses[h] for h in caches], secrets),
     }
 
 
@@ -397,18 +399,19 @@ def main() -> None:
     addresses = {h: v["ansible_host"] for h, v in hostvars.items()}
     some = hostvars[group(inv, "cache")[0]]
     secrets = {
-        "sentinel": some["vault_redis_sentinel_password"],
         "exporter": some["vault_redis_exporter_password"],
         "api_key": some["vault_registry_api_keys"][0]["key"],
     }
     if not args.vip:
         args.vip = ".".join([*addresses[group(inv, "lb")[0]].split(".")[:3], "200"])
-    work = Path(args.out).resolve().parent
-    work.mkdir(parents=True, exist_ok=True)
+    Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
+    # Load results, the API key and the re-run's report: a private folder, never results/.
+    work = Path(tempfile.mkdtemp(prefix="edge_failover."))
 
     figures: dict = {"lab": args.lab, "vip": args.vip, "started": time.time()}
     if args.only in (None, "redis"):
         figures["redis_master_kill"] = redis_drill(args, inv, secrets, addresses, work)
+        Path(args.out).write_text(json.dumps(figures, indent=2))
     if args.only in (None, "lb"):
         figures["lb_holder_kill"] = lb_drill(args, inv, secrets, addresses, work)
     Path(args.out).write_text(json.dumps(figures, indent=2))

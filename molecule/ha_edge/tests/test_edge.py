@@ -113,7 +113,6 @@ def test_redis_drill_promoted_a_replica_with_no_failed_read(drills) -> None:
 def test_redis_drill_old_master_rejoined_as_replica(drills) -> None:
     r = drills["redis_master_kill"]
     assert r["rejoined_as_replica"]
-    assert r["sentinels_agree_on"] == [r["new_master"]]
     assert sorted(r["roles_after_rejoin"].values()) == ["master", "slave", "slave"]
 
 
@@ -121,7 +120,7 @@ def test_redis_drill_deploy_rerun_changed_nothing_and_kept_the_master(drills) ->
     rerun = drills["redis_master_kill"]["deploy_rerun"]
     assert rerun["rc"] == 0
     assert rerun["changed"] == []
-    assert drills["redis_master_kill"]["master_after_rerun"] == [
+    assert drills["redis_master_kill"]["masters_after_rerun"] == [
         drills["redis_master_kill"]["new_master"]
     ]
 
