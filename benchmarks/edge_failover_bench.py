@@ -61,7 +61,15 @@ def labctl(action: str, lab: str, host: str) -> None:
     argv = [sys.executable, str(LABCTL), action, "--lab", lab, "--host", host]
     if os.geteuid() != 0:
         argv.insert(0, "sudo")
-    subprocess.run(argv, check=True, capture_output=True, text=True)  # noqa: S603
+    # One more try for boot, as molecule/shared/create.yml does for up: on a busy
+    # machine an nspawn host now and then fails to boot (the lab, not the drill).
+    for attempt in range(2 if action == "boot" else 1):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        if proc.returncode == 0:
+            return
+        if attempt == 0 and action == "boot":
+            time.sleep(5)
+    raise SystemExit(f"labctl {action} {host} failed: {proc.stderr[-1500:]}")
 
 
 # --- Redis and Sentinel (RESP over a socket: no client library needed) -------------
