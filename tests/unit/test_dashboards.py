@@ -80,6 +80,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_dashboard_is_valid_json_with_a_unique_uid() -> None:
     uids = [json.loads(path.read_text())["uid"] for path in DASHBOARD_FILES]
     assert sorted(uids) == [
+        "cache-lb-ha",
         "database-ha",
         "infrastructure",
         "llm-latency-overview",
