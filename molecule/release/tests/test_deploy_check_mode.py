@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-# Reads files on the controller; "lb" (one host) only makes the tests run once.
-testinfra_hosts = ["lb"]
+# Reads files on the controller; lb1 (one host) only makes the tests run once.
+testinfra_hosts = ["lb1"]
 
 WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "release"
 
