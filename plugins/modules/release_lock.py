@@ -14,7 +14,7 @@ description:
     run, on every registry host (C(<path>/run-lock.json)). A second run is refused at
     once; the message names the holder (run id, playbook, when, user, controller host
     and its ansible-playbook pid).
-  - O(state=controller) runs on the controller (C(delegate_to: localhost)). It describes
+  - O(state=controller) runs on the controller (delegated to C(localhost)). It describes
     this run (the ansible-playbook process above the module) and says which of the
     O(holders) are provably dead, that is ran on this controller (same host name and
     machine id) and whose process is gone (the controller rebooted since, or the pid
