@@ -32,6 +32,7 @@ from ansible_collections.llmops.registry.plugins.module_utils import (  # noqa: 
     haproxy_admin,
     instance_switch,
     release_actions,
+    release_lock,  # noqa: F401 - imported by test_release_lock.py from here
     releases,
 )
 

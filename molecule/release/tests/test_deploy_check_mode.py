@@ -1,8 +1,8 @@
 """playbooks/deploy.yml --check on the converged lab reports no change.
 
 side_effect runs it first, on the lab exactly as converge left it, and keeps the json
-callback's report (after the release story a real deploy would change things: it
-prunes the rolled-back releases). The scenario converges the data stores, the load
+callback's report (the real deploy after the release story is checked in
+test_release_story.py). The scenario converges the data stores, the load
 balancer and the registry, not the base role nor the exporters (other scenarios cover
 them): those roles' tags are skipped, every other task of deploy.yml runs.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-# Reads files on the controller; "lb" (one host) only makes the tests run once.
-testinfra_hosts = ["lb"]
+# Reads files on the controller; lb1 (one host) only makes the tests run once.
+testinfra_hosts = ["lb1"]
 
 WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "release"
 
