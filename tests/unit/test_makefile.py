@@ -14,8 +14,8 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def _make(*args: str) -> str:
-    proc = subprocess.run(  # noqa: S603 - fixed argv, our own Makefile
-        ["make", "--no-print-directory", "-C", str(PROJECT), *args],  # noqa: S607
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(PROJECT), *args],
         capture_output=True,
         text=True,
         timeout=60,
