@@ -22,6 +22,7 @@ import testinfra.utils.ansible_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from lab_http import http_json
+
 from playbooks import Playbooks
 
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent")
@@ -89,7 +90,8 @@ def test_status_shows_the_backup_just_taken(status_after_backup):
     for host in _hosts("db"):
         report = _status_of(host, status_after_backup)
         assert "last_backup: never" not in report
-        assert re.search(r"schema_registry: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(0\.\d h ago\)", report)
+        when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(0\.\d h ago\)"
+        assert re.search(rf"schema_registry: {when}", report), report
         assert re.search(r"postgresql :5432 version \d+\.\d+.* ready", report), report
 
 
@@ -111,7 +113,8 @@ def test_status_shows_what_each_host_serves(status_after_backup):
 def test_status_shows_the_disk_of_root_only(status_after_backup):
     for host in _hosts("all"):
         report = _status_of(host, status_after_backup)
-        disk = re.findall(r"^\s+disk_root: ([\d.]+)% used, ([\d.]+) GiB free$", report, re.MULTILINE)
+        line = r"^\s+disk_root: ([\d.]+)% used, ([\d.]+) GiB free$"
+        disk = re.findall(line, report, re.MULTILINE)
         assert len(disk) == 1, report
         free = _node(host).run("df --block-size=1 --output=avail /").stdout.split()[-1]
         assert abs(float(disk[0][1]) - int(free) / 1024**3) < 1.0
