@@ -64,7 +64,8 @@ def test_confirmed_restore_brings_the_backed_up_data_back(
     assert sql(host, "SELECT v FROM restore_probe") == "before-backup"
     # The restore emptied the cache (on the master: db1's Redis), so nothing stale is served.
     assert host.run(f"{cli} EXISTS {' '.join(cached)}").stdout.strip() == "0"
-    assert re.search(r"Cache: [2-9]\d* cached schemas dropped on db1", result.stdout), result.stdout
+    dropped = re.search(r"Cache: (\d+) cached schemas dropped on db1", result.stdout)
+    assert dropped and int(dropped.group(1)) >= len(cached), result.stdout
     assert secrets["redis_registry_password"] not in result.stdout
     with host.sudo("postgres"):
         kept = host.check_output(

@@ -9,6 +9,7 @@ they print (issues 18, 15).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import testinfra
 import testinfra.utils.ansible_runner
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from lab_http import http_json
@@ -44,8 +46,8 @@ def _node(name: str):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
 
 
-def _run(name: str, playbook: str, *args: str) -> str:
-    proc = Playbooks().run(f"playbooks/{playbook}", *VERBOSE, *args)
+def _run(name: str, playbook: str, *args: str, json_report: bool = False) -> str:
+    proc = Playbooks().run(f"playbooks/{playbook}", *VERBOSE, *args, json_report=json_report)
     output = proc.stdout + proc.stderr
     OUTPUTS[name] = output
     assert proc.returncode == 0, output[-4000:]
@@ -72,18 +74,27 @@ def _register(subject: str) -> str:
     return created["id"]
 
 
-def _status_of(host: str, stdout: str) -> str:
-    """The Report block of one host in status.yml's output (-vvv adds task paths)."""
-    match = re.search(rf"^ok: \[{host}\] => .*?\n(.*?)(?=^\S)", stdout, re.MULTILINE | re.DOTALL)
-    assert match, f"no report for {host} in:\n{stdout[-3000:]}"
-    return match.group(1)
+def _status_of(host: str, reports: dict) -> str:
+    """status.yml's report of one host, as YAML text (one key or list item a line)."""
+    assert host in reports, f"no report for {host}: {sorted(reports)}"
+    return yaml.safe_dump(reports[host], width=1000, sort_keys=True)
 
 
 @pytest.fixture(scope="module")
-def status_after_backup() -> str:
+def status_after_backup() -> dict:
+    """host -> status.yml's report (its JSON callback report: the same at any verbosity)."""
     _run("backup", "backup.yml")
-    stdout = _run("status", "status.yml")
-    return stdout[stdout.index("TASK [Report]") :]
+    stdout = _run("status", "status.yml", json_report=True)
+    # -vvv prints its own lines before the callback's JSON document.
+    start = 0 if stdout.startswith("{") else stdout.index("\n{\n") + 1
+    report = json.loads(stdout[start:])
+    return {
+        host: result["msg"]
+        for play in report["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"] == "Report"
+        for host, result in task["hosts"].items()
+    }
 
 
 def test_status_shows_the_backup_just_taken(status_after_backup):
@@ -113,7 +124,7 @@ def test_status_shows_what_each_host_serves(status_after_backup):
 def test_status_shows_the_disk_of_root_only(status_after_backup):
     for host in _hosts("all"):
         report = _status_of(host, status_after_backup)
-        line = r"^\s+disk_root: ([\d.]+)% used, ([\d.]+) GiB free$"
+        line = r"^disk_root: ([\d.]+)% used, ([\d.]+) GiB free$"
         disk = re.findall(line, report, re.MULTILINE)
         assert len(disk) == 1, report
         free = _node(host).run("df --block-size=1 --output=avail /").stdout.split()[-1]
