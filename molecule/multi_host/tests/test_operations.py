@@ -185,4 +185,4 @@ def test_no_secret_in_any_output_or_journal():
         journal = _node(host).check_output("journalctl --no-pager --output=cat | cat")
         assert len(journal) > 1000
         leaks += [f"{secret} in {host}'s journal" for secret, v in secrets.items() if v in journal]
-    assert leaks == []
+    assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
