@@ -2,9 +2,10 @@
 # Apache License 2.0 (see LICENSE)
 """Pin schema registry instances to a release, restart them and wait until they serve it.
 
-Behind the module llmops.registry.instance_switch. Stdlib only: it runs on the
-registry host. Everything that can be checked is checked before the first write, so bad
-input raises SwitchError with every env file and unit untouched.
+Behind the module llmops.registry.instance_switch. It runs on the registry host with the
+standard library and ansible.module_utils (open_url for the readiness probe). Everything
+that can be checked is checked before the first write, so bad input raises SwitchError
+with every env file and unit untouched.
 
 systemctl and the HTTP probe are plain callables so the unit tests can stand in for
 systemd (which does not run on the build machine); the Molecule scenario runs the real
@@ -21,11 +22,11 @@ import re
 import subprocess
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
+from ansible.module_utils.urls import open_url
 from ansible_collections.llmops.registry.plugins.module_utils.atomic_file import write_atomically
 from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (
     perform_rollback,
@@ -41,8 +42,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 RELEASE_KEY = "SCHEMA_REGISTRY_RELEASE"
 SYSTEMCTL = "/usr/bin/systemctl"
 
-# probe(url, timeout) -> (HTTP status or None when nothing answered, body text)
-Probe = Callable[[str, float], tuple[int | None, str]]
+# probe(url, timeout) -> (HTTP status or None when nothing answered, body text).
+# Optional, not "int | None": this alias is evaluated at import, and ansible-test's pylint
+# reads target code as Python 3.8.
+Probe = Callable[[str, float], tuple[Optional[int], str]]  # noqa: UP045
 # restart(units) restarts them all in one call; raises SwitchError when it fails.
 Restart = Callable[[list[str]], None]
 
@@ -101,7 +104,8 @@ def systemctl_restart(units: list[str]) -> None:
 def http_probe(url: str, timeout: float) -> tuple[int | None, str]:
     """GET url; (status, body) for any HTTP answer, (None, reason) when none came."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http on loopback
+        # No proxy: the instance is on this host (or the address the role gives).
+        with open_url(url, timeout=timeout, use_proxy=False) as response:
             return response.status, response.read(4096).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(4096).decode("utf-8", "replace")
