@@ -3,7 +3,7 @@
 """Pin schema registry instances to a release, restart them and wait until they serve it.
 
 Behind the module llmops.registry.instance_switch. It runs on the registry host with the
-standard library and ansible.module_utils (open_url for the readiness probe). Everything
+standard library and ansible.module_utils (its urls Request for the readiness probe). Everything
 that can be checked is checked before the first write, so bad input raises SwitchError
 with every env file and unit untouched.
 
@@ -14,11 +14,13 @@ ones.
 
 from __future__ import annotations
 
+import functools
 import grp
 import json
 import os
 import pwd
 import re
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request
 from ansible_collections.llmops.registry.plugins.module_utils.atomic_file import write_atomically
 from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (
     perform_rollback,
@@ -101,11 +103,18 @@ def systemctl_restart(units: list[str]) -> None:
         )
 
 
+@functools.cache
+def _probe_request() -> Request:
+    """ansible's open_url, set up once: no proxy (the instance is on this host or at the
+    address the role gives) and one TLS context for every poll; open_url makes a new one
+    per call, reading the CA store each time (40 times the cost of a loopback request)."""
+    return Request(use_proxy=False, context=ssl.create_default_context())
+
+
 def http_probe(url: str, timeout: float) -> tuple[int | None, str]:
     """GET url; (status, body) for any HTTP answer, (None, reason) when none came."""
     try:
-        # No proxy: the instance is on this host (or the address the role gives).
-        with open_url(url, timeout=timeout, use_proxy=False) as response:
+        with _probe_request().open("GET", url, timeout=timeout) as response:
             return response.status, response.read(4096).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(4096).decode("utf-8", "replace")

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# tests/ (mock_llm_server) and tests/unit (test_release_lib): pytest puts the latter on
+# sys.path by itself, ansible-test units (which loads this file through the collection
+# loader) does not.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mock_llm_server.process import free_port
 from test_release_lib import PYTHON, build_artifact, perform_release
