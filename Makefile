@@ -74,7 +74,7 @@ lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every mo
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(MAKE) --no-print-directory sanity
 
-sanity: venv ## ansible-test sanity on a copy under .cache/ansible-test/ansible_collections (tests/ansible_test.sh)
+sanity: venv ## ansible-test sanity on a copy under .cache/ansible-test/sanity/ansible_collections (tests/ansible_test.sh)
 	bash tests/ansible_test.sh sanity
 
 units: venv ## ansible-test units (tests/unit, run the way ansible-test runs a collection's unit tests)

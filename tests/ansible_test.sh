@@ -4,7 +4,7 @@
 # ansible-test must run from a real directory whose path ends in
 # ansible_collections/<namespace>/<name>/ (not the collections/ link, which points
 # back here), so the files git knows about (tracked, plus new ones not ignored) are
-# copied to .cache/ansible-test/ansible_collections/llmops/registry first.
+# copied to .cache/ansible-test/<command>/ansible_collections/llmops/registry first.
 #
 # Each sanity test gets its own virtual environment; ansible-test bootstraps pip in
 # it with a get-pip script from ci-files.testing.ansible.com, or, when that host is
@@ -21,7 +21,8 @@ shift
 python_version="${ANSIBLE_TEST_PYTHON:-3.11}"
 namespace="$(sed -n 's/^namespace: *//p' galaxy.yml)"
 name="$(sed -n 's/^name: *//p' galaxy.yml)"
-root="$here/.cache/ansible-test/ansible_collections"
+# One copy per command, so sanity and units can run at the same time.
+root="$here/.cache/ansible-test/$command/ansible_collections"
 tree="$root/$namespace/$name"
 
 # The get-pip stand-in, one per pip version ansible-test asks for.
