@@ -23,7 +23,7 @@ APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client r
                 prometheus-pushgateway wrk python3-venv git make
 
 .PHONY: help deps venv service-venv lab-up lab-down artifact deploy status demo \
-        test lint unit lab-test service-test molecule rules-test clean
+        test lint sanity units unit lab-test service-test molecule rules-test clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -78,12 +78,20 @@ demo: ## From nothing: install, boot the lab, deploy, print the addresses
 	done; \
 	echo "=== demo: done in $$((SECONDS - start)) s"
 
-lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every module
+lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every module, workflows, ansible-test sanity
 	yamllint -s .
 	ansible-lint
 	ruff check .
 	ruff format --check .
 	bash tests/check_docs.sh
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(MAKE) --no-print-directory sanity
+
+sanity: venv ## ansible-test sanity on a copy under .cache/ansible-test/sanity/ansible_collections (tests/ansible_test.sh)
+	bash tests/ansible_test.sh sanity
+
+units: venv ## ansible-test units (tests/unit, run the way ansible-test runs a collection's unit tests)
+	bash tests/ansible_test.sh units
 
 unit: venv ## Unit tests of modules, module_utils and the lab tool
 	pytest -q tests/unit

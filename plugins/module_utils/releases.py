@@ -186,7 +186,7 @@ class ReleaseTree:
                 except (OSError, ValueError):
                     continue
                 found.append((installed_at, version))
-        return [version for _, version in sorted(found)]
+        return [version for _unused, version in sorted(found)]
 
     def unfinished_versions(self) -> list[str]:
         return [v for v in self.versions() if not self.is_complete(v)]
@@ -423,7 +423,7 @@ def inspect_artifact(artifact: str, version: str) -> list[tuple[tarfile.TarInfo,
             members = [(m, _member_relpath(m, top)) for m in tar.getmembers()]
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ReleaseError(f"artifact {artifact} is not a readable .tar.gz: {exc}") from exc
-    names = {rel for _, rel in members}
+    names = {rel for _unused, rel in members}
     for required in ("manifest.json", "SHA256SUMS"):
         if required not in names:
             raise ReleaseError(f"artifact {artifact} has no {top}/{required}")

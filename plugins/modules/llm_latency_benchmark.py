@@ -32,7 +32,9 @@ description:
     once) merges their raw samples and computes percentiles from the merged data.
   - The engine needs only the Python 3.11 standard library on the target.
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -40,6 +42,9 @@ attributes:
   diff_mode:
     support: none
     details: The result files are new for every run; there is nothing to compare.
+  platform:
+    support: full
+    platforms: posix
 options:
   api:
     description: Which streaming API the endpoint speaks.
@@ -270,6 +275,12 @@ summary:
     succeeded: 638
     errors_by_type: {timeout: 2}
     ttft_s: {count: 638, p50: 0.21, p99: 0.48}
+  contains:
+    event_loop:
+      description: The event loop the client ran on.
+      returned: success, not in check mode
+      type: str
+      sample: uvloop
 plan:
   description: What the run does (mode, planned requests, workers, the event loop the
     client will run on, deadlines).

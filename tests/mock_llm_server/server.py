@@ -300,7 +300,7 @@ class MockServer:
 
     def _accept(self) -> None:
         # Several processes may share the listening socket: another may win the race.
-        for _ in range(64):
+        for _attempt in range(64):
             try:
                 sock, _addr = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -543,7 +543,7 @@ class _Timeline:
                     break
                 while _now() < due:
                     pass
-            _, _, emitter = heapq.heappop(heap)
+            _unused, _unused2, emitter = heapq.heappop(heap)
             after = emitter.emit(due)
             if after is not None:
                 heapq.heappush(heap, (after, next(self.order), emitter))
@@ -571,7 +571,7 @@ def serve(
     sock.listen(4096)
     sock.setblocking(False)
     children = []
-    for _ in range(workers - 1):
+    for _attempt in range(workers - 1):
         pid = os.fork()
         if pid == 0:
             children = []

@@ -98,7 +98,7 @@ def test_llm_latency_overview_has_the_spec_settings_and_panels() -> None:
     assert board["refresh"] == "10s"
     assert board["time"] == {"from": "now-1h", "to": "now"}
     assert [v["name"] for v in board["templating"]["list"]] == ["provider"]
-    queries = " ".join(expr for _, expr in board_queries(board))
+    queries = " ".join(expr for _unused, expr in board_queries(board))
     for needed in (
         "histogram_quantile(0.5,",
         "histogram_quantile(0.95,",
@@ -143,7 +143,7 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as a recording rule: a syntax error fails here."""
     rules = []
     for path in DASHBOARD_FILES:
-        for index, (_, expr) in enumerate(board_queries(json.loads(path.read_text()))):
+        for index, (_unused, expr) in enumerate(board_queries(json.loads(path.read_text()))):
             name = re.sub(r"[^a-z0-9]", "_", path.stem)
             rules.append({"record": f"dashboard:{name}:q{index}", "expr": concrete(expr)})
     assert len(rules) > 30

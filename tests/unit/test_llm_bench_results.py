@@ -84,7 +84,7 @@ def test_sse_decoder_gives_the_same_events_whatever_the_byte_boundaries():
     whole = SSEDecoder().feed(stream)
     assert whole == [("", '{"a":1}'), ("x", '{"b":\n2}'), ("", "[DONE]")]
     rng = random.Random(3)  # noqa: S311 - split points, not security
-    for _ in range(50):
+    for _attempt in range(50):
         decoder, events, pos = SSEDecoder(), [], 0
         while pos < len(stream):
             step = rng.randint(1, 7)
@@ -152,7 +152,7 @@ def test_response_parsing_is_the_same_whatever_the_read_boundaries(extension):
     data = head + body
     assert _parse_response([data[i : i + 1] for i in range(len(data))]) == expected
     rng = random.Random(11)  # noqa: S311 - split points, not security
-    for _ in range(30):
+    for _attempt in range(30):
         cuts = sorted(rng.sample(range(1, len(data)), 12))
         pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         assert _parse_response(pieces) == expected

@@ -10,20 +10,17 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_release_lib import (  # noqa: F401 - the *_fixture names register fixtures
+from test_release_lib import (
     PYTHON,
     LockHeldError,
     ReleaseError,
     ReleaseTree,
-    artifacts_fixture,
     build_artifact,
-    built_tree_fixture,
     checksum_of,
     current_target,
     perform_release,
     run_module,
     snapshot,
-    tree_fixture,
     validate_version,
 )
 

@@ -8,19 +8,16 @@ import os
 from pathlib import Path
 
 import pytest
-from test_release_lib import (  # noqa: F401 - the *_fixture names register fixtures
+from test_release_lib import (
     PYTHON,
     LockHeldError,
     ReleaseError,
     ReleaseTree,
-    artifacts_fixture,
-    built_tree_fixture,
     current_target,
     perform_release,
     perform_rollback,
     run_module,
     snapshot,
-    tree_fixture,
 )
 
 

@@ -23,7 +23,7 @@ WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "r
 
 @pytest.fixture(scope="module")
 def check_run():
-    rc, _, stderr = (WORK / "deploy_check.rc").read_text().partition("\n")
+    rc, _unused, stderr = (WORK / "deploy_check.rc").read_text().partition("\n")
     text = (WORK / "deploy_check.json").read_text()
     try:
         report = json.loads(text)
@@ -39,7 +39,7 @@ def test_check_mode_succeeds(check_run):
 
 
 def test_check_mode_reports_no_change(check_run, playbooks):
-    _, _, report = check_run
+    _unused, _unused2, report = check_run
     assert playbooks.changed_tasks(report) == []
     assert {host: stats["changed"] for host, stats in report["stats"].items()} == dict.fromkeys(
         report["stats"], 0
@@ -48,7 +48,7 @@ def test_check_mode_reports_no_change(check_run, playbooks):
 
 def test_check_mode_reached_every_converged_role(check_run):
     # A run that skipped everything would also report no change.
-    _, _, report = check_run
+    _unused, _unused2, report = check_run
     roles = {
         task["task"]["name"].split(" : ")[0].rsplit(".", 1)[-1]
         for play in report["plays"]

@@ -165,7 +165,7 @@ class _Response(asyncio.Protocol):
             raise StreamError("malformed_response", f"bad status line {lines[0]!r}") from exc
         headers = {}
         for line in lines[1:]:
-            name, _, value = line.partition(":")
+            name, _unused, value = line.partition(":")
             headers[name.strip().lower()] = value.strip().lower()
         if self.status == 100:
             return True
@@ -220,7 +220,7 @@ class Pool:
         if conn is not None:
             return conn, False
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Response, self.host, self.port, ssl=self.ssl)
+        _unused, conn = await loop.create_connection(_Response, self.host, self.port, ssl=self.ssl)
         self.opened += 1
         return conn, True
 
@@ -235,11 +235,13 @@ class Pool:
         loop = asyncio.get_running_loop()
 
         async def one() -> _Response:
-            _, conn = await loop.create_connection(_Response, self.host, self.port, ssl=self.ssl)
+            _unused, conn = await loop.create_connection(
+                _Response, self.host, self.port, ssl=self.ssl
+            )
             return conn
 
         opened = await asyncio.gather(
-            *(asyncio.wait_for(one(), timeout_s) for _ in range(missing)),
+            *(asyncio.wait_for(one(), timeout_s) for _attempt in range(missing)),
             return_exceptions=True,
         )
         fresh = [conn for conn in opened if isinstance(conn, _Response)]

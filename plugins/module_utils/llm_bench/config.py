@@ -77,7 +77,7 @@ def _check_url(cfg: dict) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base_url must be an http:// or https:// URL, got {url!r}")
     try:
-        _ = parts.port
+        _unused = parts.port
     except ValueError as exc:
         raise ConfigError(f"base_url has a bad port: {url!r}") from exc
 

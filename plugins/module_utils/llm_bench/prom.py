@@ -2,10 +2,11 @@
 hosts lack it), pushed to a Pushgateway or written for node_exporter's textfile
 collector.
 
-Names and buckets are the ones in SPEC.md section 2 (the dashboard and alerts use
-them). With a state file the counters and histograms keep growing across runs like
-a long-lived exporter's would, so ``rate()`` and ``histogram_quantile()`` over the
-pushed series mean what they usually mean.
+Names and buckets are the ones the llm-latency-overview dashboard
+(roles/grafana/files/dashboards/) and the alert rules use. With a state file the
+counters and histograms keep growing across runs like a long-lived exporter's would,
+so ``rate()`` and ``histogram_quantile()`` over the pushed series mean what they
+usually mean.
 """
 
 from __future__ import annotations

@@ -20,13 +20,15 @@ import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
+from typing import Optional
 
 from . import config as config_mod
 from . import loops
 from . import prompts as prompts_mod
 from .client import Pool, build_request, send
 
-ProgressFn = Callable[[int, int | None], None]
+# Optional: evaluated at import, and ansible-test's pylint reads target code as Python 3.8.
+ProgressFn = Callable[[int, Optional[int]], None]  # noqa: UP045
 _PROGRESS_EVERY_S = 0.25
 _START_DELAY_NS = 30_000_000  # time for every worker to get the start message
 _WORKER_GRACE_S = 10.0
@@ -169,14 +171,14 @@ class _Shard:
                 )
             return done
 
-        results = await asyncio.gather(*(lane() for _ in range(width)))
+        results = await asyncio.gather(*(lane() for _attempt in range(width)))
         return sum(1 for lane_records in results for r in lane_records if r["error_type"])
 
     async def measured(self, t0_ns: int, deadline_ns: int) -> None:
         runner = self._rate if "offsets" in self.shard else self._concurrency
         main = asyncio.ensure_future(runner(t0_ns, deadline_ns))
         timeout = max(deadline_ns - time.perf_counter_ns(), 0) / 1e9
-        done, _ = await asyncio.wait({main}, timeout=timeout)
+        done, _unused = await asyncio.wait({main}, timeout=timeout)
         if not done:
             self.stopping = True
             for task in list(self.tasks):
@@ -228,7 +230,7 @@ class _Shard:
         delay = (t0_ns - time.perf_counter_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        for _ in range(shard["concurrency"]):
+        for _attempt in range(shard["concurrency"]):
             task = asyncio.ensure_future(slot())
             self.tasks.add(task)
         await asyncio.gather(*self.tasks)
@@ -303,7 +305,7 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         loop = asyncio.get_running_loop()
         start: asyncio.Future = loop.create_future()
         loop.add_reader(conn.fileno(), lambda: start.done() or start.set_result(conn.recv()))
-        _, t0, deadline = await start
+        _unused, t0, deadline = await start
         loop.remove_reader(conn.fileno())
         # uvloop's add_reader left the pipe non-blocking: a large result would fail
         # with EAGAIN in send().

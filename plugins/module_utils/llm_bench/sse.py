@@ -1,8 +1,8 @@
 """Server-sent events: an incremental decoder and the per-API stream interpreters.
 
-Definitions (SPEC.md section 2): a chunk "carries content" only when it holds
-generated text (a role-only first chunk does not); a stream without a finish reason
-is incomplete, whatever its end looks like.
+Definitions (README.md, "Definitions used by the LLM benchmark"): a chunk "carries
+content" only when it holds generated text (a role-only first chunk does not); a
+stream without a finish reason is incomplete, whatever its end looks like.
 """
 
 from __future__ import annotations
