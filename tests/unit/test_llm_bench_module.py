@@ -68,10 +68,11 @@ def write_inventory(tmp_path: Path, extra: dict) -> Path:
                             "ansible_connection": "local",
                             "ansible_python_interpreter": sys.executable,
                         },
-                    }
+                    },
+                    # Group vars of bench: above the playbooks' group_vars/all wiring.
+                    "vars": extra,
                 }
             },
-            "vars": extra,
         }
     }
     path = tmp_path / "inventory.json"

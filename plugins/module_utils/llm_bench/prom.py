@@ -63,8 +63,10 @@ HELP = {
     "llm_tpot_seconds": "Time per output token after the first: (e2e - ttft) / (tokens - 1).",
     "llm_requests_total": "Benchmark requests by outcome (status=success|error).",
     "llm_request_errors_total": "Failed benchmark requests by error type.",
-    "llm_tokens_generated_total": "Output tokens of successful requests.",
-    "llm_tokens_prompt_total": "Prompt tokens of successful requests.",
+    "llm_tokens_generated_total": "Output tokens of successful requests, by how they were "
+    "counted (token_count_source: usage, tokenizer, tokenize_endpoint or estimate).",
+    "llm_tokens_prompt_total": "Prompt tokens of successful requests, by how they were "
+    "counted (token_count_source: usage, tokenizer, tokenize_endpoint or estimate).",
     "llm_benchmark_last_run_timestamp_seconds": "Unix time the last benchmark run ended.",
     "llm_benchmark_scheduling_lag_seconds": "How late the client sent requests compared "
     "to its plan, in the last run.",
@@ -140,8 +142,19 @@ def accumulate(state: dict, run: dict, labels: dict) -> dict:
     for record in records:
         if record["error_type"]:
             bump("llm_request_errors_total", ("error_type", record["error_type"]), 1)
-    bump("llm_tokens_generated_total", None, sum(r["output_tokens"] for r in ok))
-    bump("llm_tokens_prompt_total", None, sum(r["input_tokens"] for r in ok))
+    # One series per way of counting (token_count_source=usage|tokenizer|
+    # tokenize_endpoint|estimate): an estimate never passes for a count; sum by the
+    # other labels for the total.
+    for name, field in (
+        ("llm_tokens_generated_total", "output_tokens"),
+        ("llm_tokens_prompt_total", "input_tokens"),
+    ):
+        by_source: dict[str, int] = {}
+        for record in ok:
+            source = record[field + "_source"]
+            by_source[source] = by_source.get(source, 0) + record[field]
+        for source, amount in sorted(by_source.items()):
+            bump(name, ("token_count_source", source), amount)
     return state
 
 
