@@ -280,6 +280,8 @@ class MockServer:
 
     def __init__(self, defaults: MockConfig | None = None) -> None:
         self.defaults = defaults or MockConfig()
+        self.temporary = self.defaults  # POST /mock/config: for the next N requests
+        self.temporary_left = 0
         self.requests_seen = 0
         self.last_request: dict | None = None
         self._listener: socket.socket | None = None
@@ -376,6 +378,10 @@ class MockServer:
     ) -> bool:
         method, path, headers, body = request
         api = ROUTES.get(path.split("?", 1)[0])
+        if path == "/mock/config":
+            status, answer = self._runtime_config(method, body)
+            self._send_plain(conn, status, json.dumps(answer).encode())
+            return True
         plain = self._plain_answer(method, path)
         if plain is not None:
             self._send_plain(conn, 200, plain)
@@ -386,7 +392,11 @@ class MockServer:
         try:
             payload = json.loads(body or b"{}")
             override = headers.get("x-mock")
-            cfg = self.defaults.merged(json.loads(override)) if override else self.defaults
+            cfg = self.defaults
+            if self.temporary_left > 0 and api not in ("tokenize", "apply-template"):
+                self.temporary_left -= 1
+                cfg = self.temporary
+            cfg = cfg.merged(json.loads(override)) if override else cfg
         except (ValueError, TypeError) as exc:
             self._send_plain(conn, 400, json.dumps({"error": str(exc)}).encode())
             return True
@@ -456,6 +466,24 @@ class MockServer:
                 "usage": usage,
             }
         ).encode()
+
+    def _runtime_config(self, method: str, body: bytes) -> tuple[int, dict]:
+        """``POST /mock/config {"override": {...}, "requests": N}``: the next N answers
+        follow the override (e.g. a slow spell for an alert drill), then the defaults
+        again. ``GET`` shows the defaults and what is left of an override."""
+        if method == "POST":
+            try:
+                document = json.loads(body or b"{}")
+                temporary = self.defaults.merged(document.get("override") or {})
+                left = int(document.get("requests", 0))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return 400, {"error": str(exc)}
+            self.temporary, self.temporary_left = temporary, max(left, 0)
+        return 200, {
+            "defaults": dataclasses.asdict(self.defaults),
+            "override": dataclasses.asdict(self.temporary),
+            "override_requests_left": self.temporary_left,
+        }
 
     def _plain_answer(self, method: str, path: str) -> bytes | None:
         """Health, the model list clients ask for, and the mock's own statistics."""
