@@ -294,7 +294,9 @@ RETURN = r"""
 summary:
   description: Request counts, errors by type, distributions (count, mean, min, max, std,
     p50, p90, p95, p99, p99_9) of ttft_s, itl_s, tpot_s, e2e_s and scheduling_lag_s,
-    throughput, token totals and whether they are approximate, achieved send rate, goodput,
+    throughput, token totals, how they were counted (output_tokens_source and
+    input_tokens_source - usage, tokenizer, tokenize_endpoint, estimate, comma-separated
+    when requests differed) and whether they are approximate, achieved send rate, goodput,
     client_cpu_share (the busiest client worker's CPU share while measuring; near 1.0
     means the client itself may set the pace) and event_loop (C(uvloop) or C(asyncio),
     the loop the client ran on).
