@@ -411,3 +411,49 @@ def test_the_mock_can_be_slowed_for_the_next_requests_only(base_url):
     records = ok_records(bench(base_url, num_requests=4, concurrency=1, tokenize_api="none"))
     slow = [r["ttft_s"] >= 0.3 for r in sorted(records, key=lambda r: r["index"])]
     assert slow == [True, True, False, False]
+
+
+@contextlib.contextmanager
+def tls_server(folder: Path):
+    """A TLS server with a fresh self-signed certificate (openssl), answering 400."""
+    import shutil  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import ssl  # noqa: PLC0415
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is not installed")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                raw, _ = listener.accept()
+                with contextlib.suppress(OSError), context.wrap_socket(raw, server_side=True) as c:
+                    c.recv(4096)
+                    c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{port}/v1", str(cert)
+    finally:
+        listener.close()
+
+
+def test_an_untrusted_certificate_says_what_to_do_and_ca_file_fixes_it(tmp_path):
+    with tls_server(tmp_path) as (url, cert):
+        (record,) = bench(url, num_requests=1, concurrency=1)["run"]["requests"]
+        assert record["error_type"] == "tls"
+        assert "certificate of 127.0.0.1:" in record["error"] and "give ca_file" in record["error"]
+        # trusted through ca_file: TLS passes, the server's own answer comes through
+        (record,) = bench(url, num_requests=1, concurrency=1, ca_file=cert)["run"]["requests"]
+        assert record["error_type"] == "http_400"
