@@ -81,6 +81,18 @@ COUNTERS = (
     "llm_tokens_prompt_total",
 )
 LABELS = ("provider", "model", "endpoint")
+# The client's error types (http_<status> ones come as they are seen).
+ERROR_TYPES = (
+    "connection",
+    "deadline",
+    "incomplete_stream",
+    "malformed_chunk",
+    "malformed_response",
+    "not_event_stream",
+    "stream_error",
+    "timeout",
+    "tls",
+)
 
 
 def _key(labels: dict) -> str:
@@ -139,6 +151,11 @@ def accumulate(state: dict, run: dict, labels: dict) -> dict:
 
     bump("llm_requests_total", ("status", "success"), len(ok))
     bump("llm_requests_total", ("status", "error"), len(records) - len(ok))
+    # Every known error type exists from the first run on (at 0): a series that
+    # appears with its first errors has no rate() yet, and the error alert would
+    # miss the first failing run.
+    for error_type in ERROR_TYPES:
+        bump("llm_request_errors_total", ("error_type", error_type), 0)
     for record in records:
         if record["error_type"]:
             bump("llm_request_errors_total", ("error_type", record["error_type"]), 1)
@@ -151,7 +168,8 @@ def accumulate(state: dict, run: dict, labels: dict) -> dict:
     ):
         by_source: dict[str, int] = {}
         for record in ok:
-            source = record[field + "_source"]
+            # records written before sources were kept (merged old results) say so
+            source = record.get(field + "_source", "unknown")
             by_source[source] = by_source.get(source, 0) + record[field]
         for source, amount in sorted(by_source.items()):
             bump(name, ("token_count_source", source), amount)
