@@ -293,11 +293,14 @@ def test_exposition_parses_with_spec_names_buckets_and_labels():
         if s.name == "llm_requests_total"
     }
     assert requests == {"success": 3, "error": 1}
-    (err,) = [
+    errors = [
         s for s in families["llm_request_errors"].samples if s.name == "llm_request_errors_total"
     ]
+    (err,) = [s for s in errors if s.value]
     assert err.labels == {**LABELS, "error_type": "incomplete_stream"}
     assert err.value == 1
+    # every known type is there from the start, at 0: rate() sees a first failure
+    assert {s.labels["error_type"] for s in errors} == set(prom.ERROR_TYPES)
 
 
 def test_state_keeps_counters_and_histograms_growing_across_runs():

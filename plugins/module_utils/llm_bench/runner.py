@@ -16,16 +16,19 @@ import math
 import multiprocessing
 import os
 import random
+import resource
 import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Optional
+from urllib.parse import urlsplit
 
 from . import config as config_mod
 from . import loops
 from . import prompts as prompts_mod
-from .client import Pool, build_request, send
+from . import tokens as tokens_mod
+from .client import Pool, build_request, proxy_for, send
 
 # Optional: evaluated at import, and ansible-test's pylint reads target code as Python 3.8.
 ProgressFn = Callable[[int, Optional[int]], None]  # noqa: UP045
@@ -97,8 +100,38 @@ def make_shards(cfg: dict) -> list[dict]:
     return shards
 
 
+_FD_MARGIN = 64  # files a worker holds besides its connections (pipes, logs, imports)
+
+
+def check_limits(cfg: dict) -> None:
+    """Refuse up front what cannot work on this host: more streams per worker than the
+    open-file limit allows (each stream is a connection), or a proxy we cannot use."""
+    shards = make_shards(cfg)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if cfg["mode"] == "concurrency":
+        per_worker = max(s["concurrency"] for s in shards)
+        what = f"concurrency {cfg['concurrency']} over {len(shards)} worker(s)"
+    else:  # in flight at most: every request of the timeout window
+        in_flight = math.ceil(cfg["rate"] * cfg["request_timeout_s"])
+        per_worker = math.ceil(in_flight / len(shards))
+        what = f"rate {cfg['rate']:g}/s with request_timeout_s {cfg['request_timeout_s']:g}"
+    need = per_worker + _FD_MARGIN
+    if soft != resource.RLIM_INFINITY and need > soft:
+        raise config_mod.ConfigError(
+            f"{what} needs up to {need} open files per worker process, but the open-file "
+            f"limit (RLIMIT_NOFILE) here is {soft}: lower the concurrency, add workers, or "
+            "raise the limit (ulimit -n, systemd LimitNOFILE=)"
+        )
+    parts = urlsplit(cfg["base_url"])
+    try:
+        proxy_for(parts.scheme == "https", parts.hostname or "", parts.port or 0)
+    except ValueError as exc:
+        raise config_mod.ConfigError(str(exc)) from exc
+
+
 def plan(cfg: dict) -> dict:
     """What a run would do, without sending anything (check mode)."""
+    check_limits(cfg)
     shards = make_shards(cfg)
     offsets = planned_offsets_ns(cfg)
     out = {
@@ -449,6 +482,8 @@ def _cpu_share(parts: list[dict]) -> float | None:
 
 def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
     """Run a validated config; returns the raw run (per-request records and facts)."""
+    check_limits(cfg)
+    counters = tokens_mod.counters(cfg)  # a bad tokenizer_file fails before sending
     prompts = _prompts_for(cfg)
     shards = make_shards(cfg)
     offsets = planned_offsets_ns(cfg)
@@ -467,7 +502,9 @@ def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
     host = socket.gethostname()
     for record in records:
         record["host"] = host
+    counting = tokens_mod.finalize(cfg, records, counters)
     return {
+        **counting,
         "host": host,
         "started_at": wall_start,
         "workers": len(shards),
