@@ -8,8 +8,8 @@ import json
 import time
 from datetime import UTC, datetime
 
-import httpx
 import pytest
+from lab_http import http_json
 
 testinfra_hosts = ["db1"]
 
@@ -96,20 +96,20 @@ def registry_writable(registry: tuple[str, str]) -> None:
     last = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.post(
+            status, body = http_json(
+                "POST",
                 f"{registry[0]}/api/v1/schemas",
-                headers={"Authorization": f"Bearer {registry[1]}"},
-                json={
+                {
                     "subject": f"dr.drill.s{time.time_ns()}",
                     "schema_type": "JSON",
                     "schema": {"type": "object"},
                 },
-                timeout=5,
+                key=registry[1],
             )
-            if response.status_code == 201:
+            if status == 201:
                 return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as error:
+            last = f"{status} {str(body)[:200]}"
+        except (OSError, ValueError) as error:
             last = str(error)
         time.sleep(1)
     pytest.fail(f"the registry did not take a write after the restore: {last}")
