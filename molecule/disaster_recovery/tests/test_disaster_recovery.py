@@ -152,8 +152,8 @@ def test_check_proves_archiving_and_records_its_metric(lab_host):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["-e", "restore_target_time=2000-01-01 00:00:00+00"], "after the end of the first backup"),
-        (["-e", "restore_target_time=2999-01-01 00:00:00+00"], "not in the future"),
+        (["-e", '{"restore_target_time": "2000-01-01 00:00:00+00"}'], "after the end of the first"),
+        (["-e", "restore_target_time=2999-01-01T00:00:00+00:00"], "not in the future"),
         (["-e", "restore_target_time=yesterday"], "is not valid"),
         (["-e", "restore_point=never-made"], "No restore point 'never-made'"),
         (["-e", "pgbackrest_stanza=nosuch"], "missing stanza"),
@@ -192,7 +192,7 @@ def test_restore_to_a_point_in_time_keeps_exactly_what_was_acknowledged_before_i
     lab_host("backup1").check_output("sudo systemctl start llmops-pgbackrest@check.service")
     destroy_database(host)
 
-    target_text = datetime.fromtimestamp(target, UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    target_text = datetime.fromtimestamp(target, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
     started = time.monotonic()
     result = playbooks.run(
         "playbooks/restore.yml",
