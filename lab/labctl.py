@@ -401,6 +401,7 @@ def setup_network(state: dict[str, Any]) -> None:
     run(["ip", "link", "set", bridge, "up"])
     with locked("labs"):
         enable_forwarding()
+        raise_inotify_limits()
     for rule in iptables_rules(state):
         if not iptables("-C", rule):
             iptables("-A", rule)
@@ -422,6 +423,23 @@ def enable_forwarding() -> None:
         if not FORWARD_SAVED.exists():
             FORWARD_SAVED.write_text(current + "\n")
         knob.write_text("1\n")
+
+
+# Every lab host's systemd and its services run as the build machine's root and each
+# takes inotify instances: the kernel's default of 128 per user stops the 20th host or
+# so from booting ("Too many open files"). Raised, never lowered.
+INOTIFY_LIMITS = {
+    "/proc/sys/fs/inotify/max_user_instances": 4096,
+    "/proc/sys/fs/inotify/max_user_watches": 524288,
+}
+
+
+def raise_inotify_limits() -> None:
+    for path, wanted in INOTIFY_LIMITS.items():
+        knob = Path(path)
+        with contextlib.suppress(OSError, ValueError):
+            if int(knob.read_text()) < wanted:
+                knob.write_text(f"{wanted}\n")
 
 
 def restore_forwarding() -> None:
