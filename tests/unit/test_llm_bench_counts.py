@@ -402,15 +402,15 @@ def test_the_mock_can_be_slowed_for_the_next_requests_only(base_url):
     """The alert drill of the benchmark scenario: POST /mock/config."""
     import urllib.request  # noqa: PLC0415
 
-    body = json.dumps({"override": {"ttft_ms": 300}, "requests": 2}).encode()
+    body = json.dumps({"override": {"ttft_ms": 1500}, "requests": 2}).encode()
     request = urllib.request.Request(  # noqa: S310 - loopback
         base_url.removesuffix("/v1") + "/mock/config", data=body, method="POST"
     )
     with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
         assert json.loads(answer.read())["override_requests_left"] == 2
     records = ok_records(bench(base_url, num_requests=4, concurrency=1, tokenize_api="none"))
-    slow = [r["ttft_s"] >= 0.3 for r in sorted(records, key=lambda r: r["index"])]
-    assert slow == [True, True, False, False]
+    ttfts = [r["ttft_s"] for r in sorted(records, key=lambda r: r["index"])]
+    assert min(ttfts[:2]) >= 1.5 > max(ttfts[2:]), ttfts
 
 
 @contextlib.contextmanager
