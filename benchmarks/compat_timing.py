@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Timing of JSON Schema compatibility checks and validation, this tree against a git ref
 (a benchmark, not a test: it prints figures only; service_bench.py needs wrk and a
 machine to itself, this one only the service venv).
@@ -101,13 +100,13 @@ def measure(module, rounds: int) -> dict[str, float]:
         a = module.parse(orjson.dumps(old).decode())
         b = module.parse(orjson.dumps(new).decode())
         started = time.perf_counter()
-        for _ in range(rounds):
+        for _unused in range(rounds):
             module.reader_rejections(b, a)
             module.reader_rejections(a, b)
         out[f"compat {label} (us)"] = round((time.perf_counter() - started) / rounds * 1e6, 1)
     parsed = module.parse(orjson.dumps(REQUEST).decode())
     started = time.perf_counter()
-    for _ in range(rounds):
+    for _unused in range(rounds):
         module.validate(parsed, DATA)
     out["validate request (us)"] = round((time.perf_counter() - started) / rounds * 1e6, 1)
     return out

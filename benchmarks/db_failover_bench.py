@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of the registry service's database high availability (figures, not a test).
 
 On loopback, with private PostgreSQL servers (ports 55448 and 55449) and the real
@@ -80,8 +79,8 @@ def outage() -> dict:
             postgres.stop()
             stopped = time.monotonic()
             first_ready = timed(lambda: http.get("/ready"))
-            ready = [timed(lambda: http.get("/ready"))[0] for _ in range(20)]
-            cached = [timed(lambda: http.get(f"/api/v1/schemas/{kept}"))[0] for _ in range(50)]
+            ready = [timed(lambda: http.get("/ready"))[0] for _unused in range(20)]
+            cached = [timed(lambda: http.get(f"/api/v1/schemas/{kept}"))[0] for _unused in range(50)]
             uncached, not_503 = [], 0
             for index in range(50):
                 ms, answer = timed(
@@ -91,7 +90,7 @@ def outage() -> dict:
                 not_503 += answer.status_code != 503
             deletes = [
                 timed(lambda: http.delete(f"/api/v1/schemas/{kept}", headers=auth()))[0]
-                for _ in range(20)
+                for _unused in range(20)
             ]
             reg_ms, reg = timed(lambda: register(http, "bench.outage.lost"))
             return {
@@ -175,8 +174,8 @@ def failover() -> dict:
             "writes_acked": len(acked),
             "writes_failed": len(failed),
             "acked_writes_lost": len(set(acked) - stored),
-            "write_unavailability_s": round(max(ms for _, ms in latencies) / 1000, 3),
-            "register_p50_ms": round(statistics.median(ms for _, ms in latencies), 2),
+            "write_unavailability_s": round(max(ms for _unused, ms in latencies) / 1000, 3),
+            "register_p50_ms": round(statistics.median(ms for _unused, ms in latencies), 2),
             "retries": retries,
         }
     finally:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fault drills at the edge under load (issue 13): the Redis master's host and the lb
 host holding the virtual address are killed (labctl kill: SIGKILL, no shutdown) while
 a bounded load generator sends requests through the virtual address.
@@ -90,7 +89,7 @@ def _read_reply(f) -> object:
         return data.decode()
     if kind == b"*":
         size = int(rest)
-        return None if size < 0 else [_read_reply(f) for _ in range(size)]
+        return None if size < 0 else [_read_reply(f) for _unused in range(size)]
     raise RuntimeError(f"unexpected reply {line[:40]!r}")
 
 
@@ -184,7 +183,7 @@ class Load:
 
     def finish(self) -> dict:
         self.stop.touch()
-        _, err = self.proc.communicate(timeout=60)
+        _unused, err = self.proc.communicate(timeout=60)
         if self.proc.returncode != 0:
             raise SystemExit(f"load generator failed: {err[-500:]}")
         summary = json.loads(self.out.read_text())
@@ -388,7 +387,7 @@ def lb_drill(args, inv, secrets, addresses, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--lab", default="ha_edge")
     parser.add_argument("--inventory", required=True, help="Molecule's inventory of the lab")
     parser.add_argument("--vip", help="virtual address (default: .200 of lb1's /24)")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Failover drills of the Patroni cluster under bounded load, with figures.
 
 For each fault (kill the primary's host, planned switchover, stop one etcd member)
@@ -135,7 +134,7 @@ def lb_worker(lb: str, key: str, schema_id: str, log: Log, stop: threading.Event
             log.add("lbwrite", ok, at, str(token))
         else:
             try:
-                status, _ = http_call(
+                status, _unused = http_call(
                     conn_box, lb, key, "GET", f"/api/v1/schemas/{schema_id}", None
                 )
                 ok = status == 200
@@ -170,7 +169,7 @@ def unavailability(writes_ok: list, writes_failed: list, fault_at: float) -> flo
     failed = sorted(t for t in writes_failed if t >= fault_at - 1)
     if not failed:
         return 0.0
-    later_ok = [t for t, _ in writes_ok if t > failed[0]]
+    later_ok = [t for t, _unused in writes_ok if t > failed[0]]
     end = min(later_ok) if later_ok else max(failed)
     return round(end - failed[0], 2)
 
@@ -216,7 +215,7 @@ def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
     log, stop = Log(), threading.Event()
     threads = [
         threading.Thread(target=db_writer, args=(dsn, log, stop, 0.05))
-        for _ in range(args.db_writers)
+        for _unused in range(args.db_writers)
     ]
     if args.lb:
         threads += [
@@ -304,15 +303,15 @@ def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
             2,
         )
     # Every acknowledged direct write must be on the current primary.
-    tokens = [t for _, t in log.writes_ok]
+    tokens = [t for _unused, t in log.writes_ok]
     present = set(psql(dsn, f"SELECT token FROM {TABLE}", timeout=30).stdout.split())  # noqa: S608 - tokens and ids this script generated, never input
     lost_db = [t for t in tokens if t not in present]
     # Every schema the registry acknowledged must still be readable by its id.
     lost_lb = 0
     box: list = [None]
-    for _, schema in log.lb_writes_ok:
+    for _unused, schema in log.lb_writes_ok:
         try:
-            status, _ = http_call(box, args.lb, key, "GET", f"/api/v1/schemas/{schema}", None)
+            status, _unused = http_call(box, args.lb, key, "GET", f"/api/v1/schemas/{schema}", None)
         except (OSError, http.client.HTTPException):
             status = 0
         lost_lb += status == 404
@@ -335,7 +334,7 @@ def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--lab", required=True)
     parser.add_argument(
         "--inventory",

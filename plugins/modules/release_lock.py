@@ -24,7 +24,7 @@ description:
   - O(state=released) drops the lock when O(holder)'s run holds it, and nothing else.
   - O(state=query) only reads the lock.
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
 options:
   state:
     description: What to do (see the description).
@@ -54,13 +54,16 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Reports whether the lock would be taken; a held lock still fails.
+    details: Reports whether the lock would be taken; a held lock still fails.
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 seealso:
   - module: llmops.registry.release

@@ -314,7 +314,7 @@ def forward_proxy():
 
     async def handle(reader, writer):
         head = await reader.readuntil(b"\r\n\r\n")
-        first, _, rest = head.partition(b"\r\n")
+        first, _unused, rest = head.partition(b"\r\n")
         method, target, version = first.split(b" ")
         auth = [
             line.split(b":", 1)[1].strip().decode()
@@ -323,7 +323,7 @@ def forward_proxy():
         ]
         seen.append(auth[0] if auth else None)
         host_port = target.split(b"/")[2].decode()
-        host, _, target_port = host_port.partition(":")
+        host, _unused, target_port = host_port.partition(":")
         path = b"/" + b"/".join(target.split(b"/")[3:])
         up_reader, up_writer = await asyncio.open_connection(host, int(target_port))
         up_writer.write(b" ".join([method, path, version]) + b"\r\n" + rest)
@@ -377,7 +377,7 @@ def plain_http_server():
     def serve() -> None:
         with contextlib.suppress(OSError):
             while True:
-                conn, _ = listener.accept()
+                conn, _unused = listener.accept()
                 with conn:
                     conn.recv(4096)
                     conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -437,7 +437,7 @@ def tls_server(folder: Path):
     def serve() -> None:
         with contextlib.suppress(OSError):
             while True:
-                raw, _ = listener.accept()
+                raw, _unused = listener.accept()
                 with contextlib.suppress(OSError), context.wrap_socket(raw, server_side=True) as c:
                     c.recv(4096)
                     c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")

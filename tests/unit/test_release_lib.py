@@ -29,7 +29,7 @@ from ansible_collections.llmops.registry.plugins.module_utils import (  # noqa: 
     haproxy_admin,
     instance_switch,
     release_actions,
-    release_lock,  # noqa: F401 - imported by test_release_lock.py from here
+    release_lock,
     releases,
 )
 
@@ -46,6 +46,7 @@ SwitchError = instance_switch.SwitchError
 release_of = instance_switch.release_of
 set_servers = haproxy_admin.set_servers
 HaproxyError = haproxy_admin.HaproxyError
+RunLock = release_lock.RunLock
 
 PYTHON = "/usr/bin/python3"
 # The modules next to the module_utils imported above (the checkout through collections/,

@@ -127,7 +127,7 @@ def test_a_slow_spell_fires_high_llm_latency_and_fast_runs_resolve_it(host):
     alerts = json.loads(http_on(host, "GET", "http://127.0.0.1:9093/api/v2/alerts"))
     assert any(a["labels"]["alertname"] == "HighLLMLatency" for a in alerts)
     # Fast runs only: once the 8 slow requests are under 5 % of the window's, p95 is fast.
-    for _ in range(12):
+    for _unused in range(12):
         run_once(host)
         if not query(P95_ABOVE_5S):
             break

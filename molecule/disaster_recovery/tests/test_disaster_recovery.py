@@ -70,7 +70,7 @@ def write_for(host, log: str, seconds: float) -> None:
 def stop_writer(host, log: str) -> None:
     with host.sudo("postgres"):
         host.check_output(f"touch {log}.stop")
-    for _ in range(100):
+    for _unused in range(100):
         if host.run("pgrep -f dr_writer.py").rc != 0:
             return
         time.sleep(0.2)
@@ -185,8 +185,8 @@ def test_restore_to_a_point_in_time_keeps_exactly_what_was_acknowledged_before_i
     time.sleep(6)
     stop_writer(host, log)
     rows = acknowledged(host, log)
-    before = {i for i, _, ack in rows if ack < target}
-    after = {i for i, stmt, _ in rows if stmt > target}
+    before = {i for i, _unused, ack in rows if ack < target}
+    after = {i for i, stmt, _unused in rows if stmt > target}
     assert len(before) > 20 and len(after) > 20, (len(before), len(after))
     # Every acknowledged row reaches the repository before the disk goes.
     lab_host("backup1").check_output("sudo systemctl start llmops-pgbackrest@check.service")
@@ -232,14 +232,14 @@ def test_latest_restore_after_a_sudden_loss_loses_at_most_the_archive_timeout(
     rto = time.monotonic() - started
 
     restored = present(host)
-    lost = [(i, ack) for i, _, ack in rows if i not in restored]
-    window = crashed_at - min((ack for _, ack in lost), default=crashed_at)
+    lost = [(i, ack) for i, _unused, ack in rows if i not in restored]
+    window = crashed_at - min((ack for _unused, ack in lost), default=crashed_at)
     print(
         f"latest restore after a sudden loss: {len(lost)} of {len(rows)} acknowledged rows lost,"
         f" from the last {window:.1f} s before the loss (archive_timeout 60 s); RTO {rto:.1f} s"
     )
     # Only the tail that archive_timeout allows may be missing, never a row in the middle.
     assert window <= 60 + 15, lost[:10]
-    kept = sorted(i for i, _, _ in rows if i in restored)
-    in_order = sorted(i for i, _, _ in rows)
+    kept = sorted(i for i, _stmt, _ack in rows if i in restored)
+    in_order = sorted(i for i, _stmt, _ack in rows)
     assert kept == in_order[: len(kept)], "a gap: rows lost before later ones survived"

@@ -138,7 +138,7 @@ def test_a_restore_leaves_no_stale_schema_in_the_cache():
     _run("backup_before_restore", "backup.yml")
     time.sleep(1.1)  # the next dump must be newer, and the newest is restored
     gone = _register(f"molecule.restore.gone_{uuid.uuid4().hex[:8]}")
-    for _ in range(4):  # every instance behind the lb reads it, so Redis holds it
+    for _unused in range(4):  # every instance behind the lb reads it, so Redis holds it
         assert http_json("GET", f"{_lb_url()}/api/v1/schemas/{gone}")[0] == 200
 
     _run("restore", "restore.yml", "-e", "confirm_restore=yes")
@@ -147,7 +147,7 @@ def test_a_restore_leaves_no_stale_schema_in_the_cache():
     while http_json("GET", f"{_lb_url()}/api/v1/schemas/{kept}")[0] != 200:
         assert time.monotonic() < deadline, "the restored schema is not served"
         time.sleep(1)
-    reads = [http_json("GET", f"{_lb_url()}/api/v1/schemas/{gone}")[0] for _ in range(40)]
+    reads = [http_json("GET", f"{_lb_url()}/api/v1/schemas/{gone}")[0] for _unused in range(40)]
     assert reads.count(200) == 0, f"stale reads after the restore: {reads}"
     assert set(reads) == {404}, reads
     validated = http_json("POST", f"{_lb_url()}/api/v1/validate/{gone}", {"prompt": "x"})

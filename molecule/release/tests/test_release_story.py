@@ -70,7 +70,7 @@ def _delegations(log: str, task: str) -> set[tuple[str, str]]:
     """(registry host, lb host) pairs the named task ran for, from a step's output."""
     pairs: set[tuple[str, str]] = set()
     for section in log.split("\nTASK [")[1:]:
-        header, _, body = section.partition("\n")
+        header, _unused, body = section.partition("\n")
         if task in header:
             pairs |= set(re.findall(r"^(?:changed|ok): \[(registry\d) -> (lb\d)", body, re.M))
     return pairs
@@ -100,7 +100,7 @@ def test_release_and_rollback_drain_and_enable_on_every_lb(step_log, drain, enab
 
 @pytest.fixture(scope="module")
 def deploy_after():
-    rc, _, stderr = (WORK / "deploy_after.rc").read_text().partition("\n")
+    rc, _unused, stderr = (WORK / "deploy_after.rc").read_text().partition("\n")
     return int(rc), stderr, json.loads((WORK / "deploy_after.json").read_text())
 
 
