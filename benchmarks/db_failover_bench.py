@@ -80,7 +80,7 @@ def outage() -> dict:
             stopped = time.monotonic()
             first_ready = timed(lambda: http.get("/ready"))
             ready = [timed(lambda: http.get("/ready"))[0] for _unused in range(20)]
-            cached = [timed(lambda: http.get(f"/api/v1/schemas/{kept}"))[0] for _unused in range(50)]
+            cached = [timed(lambda: http.get(f"/api/v1/schemas/{kept}"))[0] for _n in range(50)]
             uncached, not_503 = [], 0
             for index in range(50):
                 ms, answer = timed(
