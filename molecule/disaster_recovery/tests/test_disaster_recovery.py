@@ -60,8 +60,9 @@ def present(host) -> set[int]:
 
 
 def write_for(host, log: str, seconds: float) -> None:
-    """Start the writer on the database host, in the background."""
+    """Start the writer on the database host, in the background, with a fresh log."""
     with host.sudo("postgres"):
+        host.check_output(f"rm -f {log} {log}.stop")
         host.check_output(
             f"nohup python3 {DRILL_DIR}/dr_writer.py {log} {seconds} >/dev/null 2>&1 &"
         )
