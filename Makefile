@@ -15,18 +15,20 @@ LABCTL    := python3 lab/labctl.py
 LAB_HOSTS ?= --host registry1:registry --host registry2:registry --host data1:db,cache \
              --host lb1:lb --host mon1:monitoring,bench
 # Longest first, so two at a time finish together.
-SCENARIOS ?= release multi_host all_in_one monitoring data_stores benchmark lab_smoke
+SCENARIOS ?= ha_database ha_edge release multi_host all_in_one monitoring data_stores benchmark lab_smoke
 MOLECULE_JOBS ?= 2
 
 APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \
-                postgresql redis-server haproxy prometheus prometheus-alertmanager \
+                postgresql redis-server redis-sentinel haproxy prometheus prometheus-alertmanager \
                 prometheus-pushgateway wrk python3-venv git make
 
 .PHONY: help deps venv service-venv lab-up lab-down artifact deploy status demo \
-        test lint unit lab-test service-test molecule rules-test clean
+        test lint sanity units unit lab-test service-test molecule rules-test clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+	  | sed -e 's/$$(MOLECULE_JOBS)/$(MOLECULE_JOBS)/g' -e 's/$$(VERSION)/$(VERSION)/g' -e 's/$$(LAB)/$(LAB)/g' \
+	  | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the lab and the tests need (root)
 	apt-get update -q
@@ -49,8 +51,9 @@ lab-up: venv ## Boot the local lab hosts and write inventories/local/hosts.yml
 	ansible-playbook playbooks/lab_secrets.yml
 
 lab-down: ## Stop the local lab and remove everything it made
-	$(LABCTL) down --lab $(LAB)
-	rm -f inventories/local/hosts.yml
+	@echo "lab-down: stopping lab '$(LAB)' and removing its hosts, bridge and files (takes about a minute)..."
+	@start=$$SECONDS; $(LABCTL) down --lab $(LAB) && rm -f inventories/local/hosts.yml \
+	  && echo "lab-down: lab '$(LAB)' removed in $$((SECONDS - start)) s"
 
 dist/schema-registry-$(VERSION).tar.gz:
 	python3 service/build_artifact.py --version $(VERSION) --out dist/
@@ -63,14 +66,32 @@ deploy: venv artifact ## Deploy the whole stack (ansible-playbook playbooks/depl
 status: venv ## Show what every host serves, its health, disk and last backup
 	ansible-playbook playbooks/status.yml
 
-demo: deps venv lab-up deploy ## From nothing: install, boot the lab, deploy, print the addresses
+# Each phase is announced with the time so far and timed (about 11 minutes in all).
+DEMO_PHASES ?= deps venv lab-up deploy
+demo: ## From nothing: install, boot the lab, deploy, print the addresses
+	@start=$$SECONDS; n=0; total=$(words $(DEMO_PHASES)); \
+	for phase in $(DEMO_PHASES); do \
+	  n=$$((n + 1)); t=$$SECONDS; \
+	  echo "=== demo [$$n/$$total] $$phase: starting at +$$((SECONDS - start)) s"; \
+	  $(MAKE) --no-print-directory $$phase || { echo "=== demo: $$phase FAILED after $$((SECONDS - t)) s"; exit 1; }; \
+	  echo "=== demo [$$n/$$total] $$phase: done in $$((SECONDS - t)) s"; \
+	done; \
+	echo "=== demo: done in $$((SECONDS - start)) s"
 
-lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every module
+lint: venv ## yamllint, ansible-lint (production), ruff, ansible-doc of every module, workflows, ansible-test sanity
 	yamllint -s .
 	ansible-lint
 	ruff check .
 	ruff format --check .
 	bash tests/check_docs.sh
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(MAKE) --no-print-directory sanity
+
+sanity: venv ## ansible-test sanity on a copy under .cache/ansible-test/sanity/ansible_collections (tests/ansible_test.sh)
+	bash tests/ansible_test.sh sanity
+
+units: venv ## ansible-test units (tests/unit, run the way ansible-test runs a collection's unit tests)
+	bash tests/ansible_test.sh units
 
 unit: venv ## Unit tests of modules, module_utils and the lab tool
 	pytest -q tests/unit

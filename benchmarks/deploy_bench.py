@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """First converge and no-op re-run of the multi-host deploy (issue 4; target: the
 no-op re-run takes under a quarter of the first converge).
 
@@ -223,7 +223,7 @@ def minutes(seconds: float) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--lab", default="deploybench", help="name of the lab this script owns")
     parser.add_argument(
         "--cold-apt-cache",
@@ -276,7 +276,7 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, object]:
 def summarize(runs: dict[str, object], version: str) -> dict[str, object]:
     first_s, first = runs["first"]
     noops = runs["noops"]
-    noop_times = [seconds for seconds, _ in noops]
+    noop_times = [seconds for seconds, _unused in noops]
     noop_s = statistics.median(noop_times)
     # The figures of the run whose time is the median (the lower middle one when even).
     noop = sorted(noops, key=lambda pair: pair[0])[(len(noops) - 1) // 2][1]
@@ -296,10 +296,12 @@ def summarize(runs: dict[str, object], version: str) -> dict[str, object]:
         "first_converge_machine_cpu_s": first["machine_cpu_s"],
         "noop_rerun_s": round(noop_s, 1),
         "noop_reruns_s": [round(seconds, 1) for seconds in noop_times],
-        "noop_rerun_controller_cpu_s": [run["controller_cpu_s"] for _, run in noops],
-        "noop_rerun_machine_cpu_s": [run["machine_cpu_s"] for _, run in noops],
-        "noop_rerun_changed": sum(run["changed"] for _, run in noops),
-        "noop_rerun_changed_tasks": [task for _, run in noops for task in run["changed_tasks"]],
+        "noop_rerun_controller_cpu_s": [run["controller_cpu_s"] for _unused, run in noops],
+        "noop_rerun_machine_cpu_s": [run["machine_cpu_s"] for _unused, run in noops],
+        "noop_rerun_changed": sum(run["changed"] for _unused, run in noops),
+        "noop_rerun_changed_tasks": [
+            task for _unused, run in noops for task in run["changed_tasks"]
+        ],
         "noop_over_first": round(ratio, 3),
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio < TARGET_RATIO,

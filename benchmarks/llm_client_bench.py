@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How accurate and how fast is our benchmark client? (issue 7; a benchmark, not a test)
 
 Runs the mock LLM server as a separate process with exact timings (TTFT 200 ms,

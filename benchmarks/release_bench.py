@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Release and rollback timings under load, on a deployed lab (targets: rollback <= 5 s
 per host, 0 failed requests).
 
@@ -154,7 +153,7 @@ def failures_between(summary: dict, start: float, end: float) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--inventory", required=True)
     parser.add_argument("--to", required=True, help="version to release")
     parser.add_argument("--back", required=True, help="version to roll back to")
@@ -188,7 +187,7 @@ def main() -> int:
         )
         time.sleep(3)
         rounds = []
-        for _ in range(args.rounds):
+        for _attempt in range(args.rounds):
             release = run_playbook(args.inventory, "release.yml", args.to)
             rollback = run_playbook(args.inventory, "rollback.yml", args.back)
             rounds.append((release, rollback))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of the registry service (a benchmark, not a test: it prints figures only).
 
 Starts the real service (2 workers) against the test PostgreSQL/Redis
@@ -188,7 +187,7 @@ def lua_rotate(folder: Path, ids: list[str]) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()

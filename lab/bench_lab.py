@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Time the lab: `up` and `down` of 1 and 4 hosts, and the lab_smoke Molecule scenario.
 
 Prints the figures and saves them as JSON in benchmarks/results/lab-<UTC time>.json.
@@ -47,7 +46,7 @@ def summary(samples: list[float]) -> dict[str, float | list[float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions of up/down")
     parser.add_argument("--molecule", action="store_true", help="also time lab_smoke")
     parser.add_argument("--base-rebuild", action="store_true", help="also time a base build")
@@ -69,7 +68,7 @@ def main() -> int:
     for count in (1, 4):
         hosts = [arg for i in range(count) for arg in ("--host", f"h{i}")]
         ups, downs = [], []
-        for _ in range(args.runs):
+        for _attempt in range(args.runs):
             ups.append(timed(labctl("up", "--lab", lab, *hosts)))
             downs.append(timed(labctl("down", "--lab", lab)))
         figures[f"up_{count}_hosts"] = summary(ups)

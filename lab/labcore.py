@@ -53,7 +53,7 @@ def validate_lab_name(name: str) -> str:
 
 def parse_host_spec(spec: str) -> HostSpec:
     """Parse `NAME` or `NAME:group1,group2` into a HostSpec, refusing bad names."""
-    name, _, group_part = spec.partition(":")
+    name, _unused, group_part = spec.partition(":")
     if not _HOST_NAME.match(name):
         raise LabError(
             f"bad host name {name!r} in --host {spec!r}: use 1-32 characters a-z, 0-9 "
@@ -255,7 +255,7 @@ def usable_resolv_conf(candidates: Sequence[tuple[str, str]]) -> str:
             ipaddress.ip_address(server.split("%")[0]).is_loopback for server in servers
         ):
             return text
-    tried = ", ".join(path for path, _ in candidates)
+    tried = ", ".join(path for path, _unused in candidates)
     raise LabError(
         f"no resolver the lab hosts can reach in {tried}: every nameserver is missing or "
         "on loopback; point the build machine at a non-loopback DNS server"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Boot and stop labs of real Debian 12 test hosts with systemd-nspawn.
 
 Usage (as root):
@@ -331,7 +330,7 @@ def still_running(procs: list[Proc]) -> list[Proc]:
 
 
 def send_signal(procs: list[Proc], signum: int) -> None:
-    for pid, _ in still_running(procs):
+    for pid, _unused in still_running(procs):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 
@@ -402,6 +401,7 @@ def setup_network(state: dict[str, Any]) -> None:
     run(["ip", "link", "set", bridge, "up"])
     with locked("labs"):
         enable_forwarding()
+        raise_inotify_limits()
     for rule in iptables_rules(state):
         if not iptables("-C", rule):
             iptables("-A", rule)
@@ -423,6 +423,23 @@ def enable_forwarding() -> None:
         if not FORWARD_SAVED.exists():
             FORWARD_SAVED.write_text(current + "\n")
         knob.write_text("1\n")
+
+
+# Every lab host's systemd and its services run as the build machine's root and each
+# takes inotify instances: the kernel's default of 128 per user stops the 20th host or
+# so from booting ("Too many open files"). Raised, never lowered.
+INOTIFY_LIMITS = {
+    "/proc/sys/fs/inotify/max_user_instances": 4096,
+    "/proc/sys/fs/inotify/max_user_watches": 524288,
+}
+
+
+def raise_inotify_limits() -> None:
+    for path, wanted in INOTIFY_LIMITS.items():
+        knob = Path(path)
+        with contextlib.suppress(OSError, ValueError):
+            if int(knob.read_text()) < wanted:
+                knob.write_text(f"{wanted}\n")
 
 
 def restore_forwarding() -> None:
@@ -681,11 +698,13 @@ def stop_hosts(state: dict[str, Any]) -> None:
     if not left:
         return  # when nspawn ends, its container's PID namespace goes with it
     log(f"lab {state['lab']}: {len(left)} host(s) ignored the poweroff, killing them")
-    victims = left + identify([child for pid, _ in left for child in descendants(pid)])
+    victims = left + identify([child for pid, _unused in left for child in descendants(pid)])
     send_signal(victims, signal.SIGKILL)
     still = wait_gone(victims, 5)
     if still:
-        raise LabError(f"processes {[pid for pid, _ in still]} of lab {state['lab']} would not die")
+        raise LabError(
+            f"processes {[pid for pid, _unused in still]} of lab {state['lab']} would not die"
+        )
 
 
 def unmount_below(path: Path) -> None:
@@ -1008,7 +1027,9 @@ def cmd_list() -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="labctl.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="labctl.py", description=__doc__.split("\n", maxsplit=1)[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     base = sub.add_parser("base", help="build the cached base rootfs")
     base.add_argument("--rebuild", action="store_true", help="build it again from scratch")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bounded load through the load balancer while releases and rollbacks run.
 
 Workers send a fixed request rate (GET a known schema, and every fifth request
@@ -116,7 +115,7 @@ def worker(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--host", required=True, help="load balancer address")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--api-key-file", required=True, help="file holding an API key")

@@ -149,7 +149,7 @@ def push_sample_benchmark_runs(pushgateway_url: str, pause_s: float) -> None:
         "request_throughput": 2.0,
     }
     state = prom.empty_state()
-    for _ in range(2):
+    for _attempt in range(2):
         prom.accumulate(state, {"requests": requests}, labels)
         text = prom.exposition(state, summary, labels)
         prom.push(

@@ -103,6 +103,8 @@ def perform_release(
             new_active = version if switch else active
             new_previous = active if switched else tree.previous(active)
             keep_always = {v for v in (new_active, new_previous) if v} | protected | {version}
+            if not switched:
+                keep_always |= {v for v in (tree.rolled_back_from(),) if v}
             pruned = tree.plan_prune(keep_releases, keep_always, adding=version)
             releases = [v for v in tree.complete_versions() if v not in pruned]
             if installed:
@@ -204,13 +206,15 @@ def perform_rollback(
                 "diff": _diff(before, after, tree.path),
             }
         tree.switch(target, record=False)
+        # The release left behind is the roll-forward candidate: recorded so no prune
+        # deletes it until a release moves `current` again.
         if target == previous:
             # Back to where we were: the abandoned release leaves the history and
             # keeps no slot, so a second rollback goes further back, not forward.
-            tree.truncate_history_to(target)
+            tree.truncate_history_to(target, rolled_back_from=active)
             tree.set_rolled_back(active, now_iso())
         else:
-            tree.record_activation(target)
+            tree.record_activation(target, rolled_back_from=active)
         if tree.is_rolled_back(target):
             tree.set_rolled_back(target, None)
         state = tree.state()

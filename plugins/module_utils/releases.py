@@ -186,7 +186,7 @@ class ReleaseTree:
                 except (OSError, ValueError):
                     continue
                 found.append((installed_at, version))
-        return [version for _, version in sorted(found)]
+        return [version for _unused, version in sorted(found)]
 
     def unfinished_versions(self) -> list[str]:
         return [v for v in self.versions() if not self.is_complete(v)]
@@ -201,6 +201,17 @@ class ReleaseTree:
             raise ReleaseError(f"{self.history_file} is not valid JSON: {exc}") from exc
         versions = data.get("activations", []) if isinstance(data, dict) else []
         return [v for v in versions if isinstance(v, str) and VERSION_RE.match(v)]
+
+    def rolled_back_from(self) -> str | None:
+        """Release the last rollback left (the roll-forward candidate), until a release
+        switches ``current`` again. Never pruned meanwhile."""
+        try:
+            with open(self.history_file, encoding="utf-8") as f:
+                data = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+        value = data.get("rolled_back_from") if isinstance(data, dict) else None
+        return value if isinstance(value, str) and VERSION_RE.match(value) else None
 
     def previous(self, active: str | None = None) -> str | None:
         """Release active before the current one: the newest history entry other than the
@@ -292,13 +303,13 @@ class ReleaseTree:
         if record:
             self.record_activation(version)
 
-    def record_activation(self, version: str) -> None:
+    def record_activation(self, version: str, rolled_back_from: str | None = None) -> None:
         history = self.history()
         if not history or history[-1] != version:
             history.append(version)
-        self._write_history(history[-HISTORY_LENGTH:])
+        self._write_history(history[-HISTORY_LENGTH:], rolled_back_from)
 
-    def truncate_history_to(self, version: str) -> None:
+    def truncate_history_to(self, version: str, rolled_back_from: str | None = None) -> None:
         """After a rollback to the previous release, forget what came after it."""
         history = self.history()
         if version in history:
@@ -306,10 +317,13 @@ class ReleaseTree:
             history = history[: index + 1]
         else:
             history.append(version)
-        self._write_history(history)
+        self._write_history(history, rolled_back_from)
 
-    def _write_history(self, history: list[str]) -> None:
-        self._write_json(self.history_file, {"activations": history})
+    def _write_history(self, history: list[str], rolled_back_from: str | None = None) -> None:
+        data: dict[str, Any] = {"activations": history}
+        if rolled_back_from:
+            data["rolled_back_from"] = rolled_back_from
+        self._write_json(self.history_file, data)
 
     def remove_stale_temporaries(self) -> None:
         """Leftovers of an interrupted switch or install (never ``current``, never a
@@ -361,10 +375,16 @@ class ReleaseTree:
         excess = len(good) - keep
         return doomed + candidates[: max(excess, 0)]
 
+    def keep_always(self, active: str | None = None) -> set[str]:
+        """Never pruned: the active and previous releases and the one the last rollback
+        left (a deploy after a rollback must not delete the roll-forward candidate)."""
+        active = self.active() if active is None else active
+        return {v for v in (active, self.previous(active), self.rolled_back_from()) if v}
+
     def prune(self, keep: int, protect: set[str]) -> list[str]:
-        """Delete what plan_prune selects, never the active or previous release."""
-        active = self.active()
-        keep_always = {v for v in (active, self.previous(active)) if v} | protect
+        """Delete what plan_prune selects, never the active, previous or rolled-back-from
+        release."""
+        keep_always = self.keep_always() | protect
         doomed = self.plan_prune(keep, keep_always)
         for version in doomed:
             # Rename first (atomic) so an interrupted delete never leaves a half-removed
@@ -403,7 +423,7 @@ def inspect_artifact(artifact: str, version: str) -> list[tuple[tarfile.TarInfo,
             members = [(m, _member_relpath(m, top)) for m in tar.getmembers()]
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ReleaseError(f"artifact {artifact} is not a readable .tar.gz: {exc}") from exc
-    names = {rel for _, rel in members}
+    names = {rel for _unused, rel in members}
     for required in ("manifest.json", "SHA256SUMS"):
         if required not in names:
             raise ReleaseError(f"artifact {artifact} has no {top}/{required}")
@@ -497,6 +517,14 @@ def create_venv(folder: str, python: str, version: str) -> None:
     )
 
 
+def discard_folder(tree: ReleaseTree, folder: str) -> None:
+    """Remove a release folder: renamed to a dot folder first (atomic), then deleted."""
+    trash = os.path.join(tree.releases_dir, f".discard-{os.path.basename(folder)}-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def install_release(
     *,
     tree: ReleaseTree,
@@ -521,13 +549,19 @@ def install_release(
     # The named folder appears only with its marker inside.
     os.rename(staging, folder)
     hook("created")
-    extract_artifact(artifact, version, folder)
-    hook("extracted")
-    verify_sha256sums(folder)
-    manifest = check_manifest(folder, version)
-    hook("verified")
-    create_venv(folder, python, version)
-    hook("installed")
+    try:
+        extract_artifact(artifact, version, folder)
+        hook("extracted")
+        verify_sha256sums(folder)
+        manifest = check_manifest(folder, version)
+        hook("verified")
+        create_venv(folder, python, version)
+        hook("installed")
+    except (ReleaseError, OSError):
+        # A rejected artifact leaves no half-installed folder behind (an interrupted
+        # run's folder, which no except clause sees, goes at the next run's prune).
+        discard_folder(tree, folder)
+        raise
     active = tree.active()
     metadata = {
         "version": version,

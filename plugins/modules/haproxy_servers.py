@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: haproxy_servers
 short_description: Drain or enable several HAProxy servers in one call, after a capacity check
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Talks to HAProxy's admin socket on the load balancer. With O(state=drained) every
     server in O(servers) gets no new requests (C(DRAIN)), the module waits until their
@@ -23,7 +23,7 @@ description:
   - Fails before it changes anything when the socket, the backend or a server does not
     exist.
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
 options:
   socket:
     description: HAProxy admin socket (C(stats socket ... level admin)).
@@ -64,13 +64,16 @@ options:
     description: Seconds between two looks at C(show stat) while waiting.
     type: float
     default: 0.1
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Reads the states and reports what would change; sends no change to HAProxy.
+    details: Reads the states and reports what would change; sends no change to HAProxy.
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 seealso:
   - module: community.general.haproxy

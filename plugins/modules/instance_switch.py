@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: instance_switch
 short_description: Pin registry instances to a release, restart them, wait until they serve it
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - On a registry host, writes each instance's env file
     C(<config_dir>/instance-<name>.env) from the given text (the role renders it from its
@@ -27,7 +27,7 @@ description:
     a missing or unfinished release folder, duplicate names or ports, an unknown owner or
     group.
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
 options:
   instances:
     description: The instances to switch.
@@ -101,16 +101,20 @@ options:
     description: With O(point_current), seconds to wait for another run's lock of the tree.
     type: float
     default: 60
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.files
 attributes:
   check_mode:
     support: full
-    description: >-
+    details: >-
       Reports which env files would change and which units would restart; writes and
       restarts nothing.
   diff_mode:
     support: full
-    description: Shows each env file before and after.
+    details: Shows each env file before and after.
   platform:
+    support: full
     platforms: posix
 notes:
   - Needs systemd on the managed host. Only the Python standard library on the target.
@@ -223,6 +227,8 @@ instances:
       sample: 12
 """
 
+import os  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - docs come first in modules
 from ansible_collections.llmops.registry.plugins.module_utils.instance_switch import (  # noqa: E402
     switch_host,
@@ -230,6 +236,24 @@ from ansible_collections.llmops.registry.plugins.module_utils.instance_switch im
 from ansible_collections.llmops.registry.plugins.module_utils.release_actions import (  # noqa: E402
     finish_module,
 )
+
+
+def _switch_with_file_attributes(module: AnsibleModule):
+    """switch_host, then the common file arguments (SELinux context, attributes; owner,
+    group and mode are this module's own options and already applied) on each env file."""
+
+    def action(**kwargs):
+        result = switch_host(**kwargs)
+        changed = result["changed"]
+        for instance in module.params["instances"]:
+            path = os.path.join(module.params["config_dir"], f"instance-{instance['name']}.env")
+            if os.path.exists(path):  # in check mode a new env file is not written
+                file_args = module.load_file_common_arguments(module.params, path=path)
+                changed = module.set_fs_attributes_if_different(file_args, changed)
+        result["changed"] = changed
+        return result
+
+    return action
 
 
 def main() -> None:
@@ -259,6 +283,7 @@ def main() -> None:
             "lock_timeout": {"type": "float", "default": 60},
         },
         supports_check_mode=True,
+        add_file_common_args=True,
     )
     params = module.params
     try:
@@ -267,7 +292,7 @@ def main() -> None:
         module.fail_json(msg=f"mode {params['mode']!r} is not an octal number such as 0640")
     finish_module(
         module,
-        switch_host,
+        _switch_with_file_attributes(module),
         "instance switch",
         point_current=params["point_current"],
         lock_timeout=params["lock_timeout"],

@@ -17,10 +17,16 @@ description:
   - "Definitions: TTFT is request sent to the first chunk carrying generated content (a
     role-only chunk does not count); ITL are the gaps between content chunks; TPOT is
     (e2e - TTFT) / (output tokens - 1); e2e is request sent to the last content chunk.
-    Output tokens come from the server's usage (requested with
-    C(stream_options.include_usage)); without usage they are estimated from the text
-    (4 characters a token) and marked approximate. A stream that ends without a finish
-    reason is an C(incomplete_stream) error."
+    Token counts are exact whenever an exact source exists, in this order: the
+    server's usage (requested with C(stream_options.include_usage)); the tokenizer
+    named by I(tokenizer_file) (prompt tokens include its chat template); the
+    server's tokenize endpoint (vLLM, llama.cpp; I(tokenize_api)). Only without any
+    of them they are estimated (4 characters a token). Each request's source is
+    reported (C(usage), C(tokenizer), C(tokenize_endpoint), C(estimate)) in the
+    results, the files and the C(token_count_source) label of the token metrics. A
+    stream that ends without a finish reason is an C(incomplete_stream) error; a
+    complete non-streaming answer is a C(not_event_stream) error naming its content
+    type."
   - Load is a fixed concurrency, a constant rate or a Poisson rate, for a number of
     requests or a duration, after unmeasured warm-up requests. The run is spread over
     worker processes when it needs more than one CPU. Every request has a timeout and
@@ -32,7 +38,9 @@ description:
     once) merges their raw samples and computes percentiles from the merged data.
   - The engine needs only the Python 3.11 standard library on the target.
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -40,6 +48,9 @@ attributes:
   diff_mode:
     support: none
     details: The result files are new for every run; there is nothing to compare.
+  platform:
+    support: full
+    platforms: posix
 options:
   api:
     description: Which streaming API the endpoint speaks.
@@ -195,9 +206,38 @@ options:
   fail_on_error_rate:
     description: Fail the task when the share of failed requests is above this (0-1).
     type: float
+  allow_no_success:
+    description:
+      - A run in which no request succeeded fails the task (after its results are
+        published), with the error counts by type in the message. C(true) returns it
+        as a success instead.
+    type: bool
+    default: false
+  tokenizer_file:
+    description:
+      - A local C(tokenizer.json) (or the folder holding it) of the served model, for
+        exact token counts when the server sends no usage. Read with the Python
+        package C(tokenizers) on the target; never downloaded. A
+        C(tokenizer_config.json) beside it with a C(chat_template) makes prompt
+        tokens include the template (needs C(jinja2)).
+    type: path
+  tokenize_api:
+    description:
+      - The server's tokenize endpoint, asked after the run for the texts the server
+        gave no usage for and I(tokenizer_file) did not count. C(auto) tries vLLM's
+        then llama.cpp's C(/tokenize) at the root of I(base_url) (without C(/v1));
+        C(none) never asks.
+    type: str
+    choices: [auto, vllm, llamacpp, none]
+    default: auto
 notes:
+  - The client honours C(HTTPS_PROXY), C(HTTP_PROXY) and C(NO_PROXY) of the target's
+    environment (https through a C(CONNECT) tunnel); set them with the task's
+    C(environment) keyword.
+  - Concurrency above 4096, a rate above 5000/s, or more streams per worker than the
+    open-file limit (C(RLIMIT_NOFILE)) allows are refused before anything is sent.
   - Latency statistics describe successful requests; failures are counted by type
-    (C(http_<status>), C(timeout), C(connection), C(tls), C(incomplete_stream),
+    (C(http_<status>), C(timeout), C(connection), C(tls), C(incomplete_stream), C(not_event_stream),
     C(malformed_chunk), C(malformed_response), C(stream_error), C(deadline)).
   - Timings use the monotonic clock only; wall-clock time is kept for display.
 """
@@ -259,7 +299,9 @@ RETURN = r"""
 summary:
   description: Request counts, errors by type, distributions (count, mean, min, max, std,
     p50, p90, p95, p99, p99_9) of ttft_s, itl_s, tpot_s, e2e_s and scheduling_lag_s,
-    throughput, token totals and whether they are approximate, achieved send rate, goodput,
+    throughput, token totals, how they were counted (output_tokens_source and
+    input_tokens_source - usage, tokenizer, tokenize_endpoint, estimate, comma-separated
+    when requests differed) and whether they are approximate, achieved send rate, goodput,
     client_cpu_share (the busiest client worker's CPU share while measuring; near 1.0
     means the client itself may set the pace) and event_loop (C(uvloop) or C(asyncio),
     the loop the client ran on).
@@ -270,6 +312,12 @@ summary:
     succeeded: 638
     errors_by_type: {timeout: 2}
     ttft_s: {count: 638, p50: 0.21, p99: 0.48}
+  contains:
+    event_loop:
+      description: The event loop the client ran on.
+      returned: success, not in check mode
+      type: str
+      sample: uvloop
 plan:
   description: What the run does (mode, planned requests, workers, the event loop the
     client will run on, deadlines).
@@ -353,21 +401,21 @@ ARGUMENT_SPEC = {
     "return_samples": {"type": "bool", "default": False},
     "merge": {"type": "list", "elements": "dict"},
     "fail_on_error_rate": {"type": "float"},
+    "allow_no_success": {"type": "bool", "default": False},
+    "tokenizer_file": {"type": "path"},
+    "tokenize_api": {"type": "str", "default": "auto", "choices": list(config_mod.TOKENIZE_APIS)},
 }
-NOT_ENGINE = {"return_samples", "merge", "fail_on_error_rate", *OUTPUT_KEYS}
+NOT_ENGINE = {"return_samples", "merge", "fail_on_error_rate", "allow_no_success", *OUTPUT_KEYS}
 
 
-def _error_rate_check(module: AnsibleModule, summary: dict, result: dict) -> None:
-    limit = module.params["fail_on_error_rate"]
-    if limit is None or not summary["requests"]:
-        return
-    rate = summary["failed"] / summary["requests"]
-    if rate > limit:
-        module.fail_json(
-            msg=f"error rate {rate:.1%} is above fail_on_error_rate "
-            f"{limit:.1%}: {summary['errors_by_type']}",
-            **result,
-        )
+def _error_rate_check(module: AnsibleModule, run: dict, summary: dict, result: dict) -> None:
+    """Fail (after publishing, so the errors reach Prometheus) a run that measured
+    nothing, or whose error rate is above fail_on_error_rate."""
+    why = engine.failure(
+        run, summary, module.params["fail_on_error_rate"], module.params["allow_no_success"]
+    )
+    if why:
+        module.fail_json(msg=why, **result)
 
 
 def _merge(module: AnsibleModule, outputs: dict) -> None:
@@ -403,7 +451,7 @@ def _merge(module: AnsibleModule, outputs: dict) -> None:
     }
     if module.params["return_samples"]:
         result["run"] = merged
-    _error_rate_check(module, done["summary"], result)
+    _error_rate_check(module, merged, done["summary"], result)
     module.exit_json(**result)
 
 
@@ -456,7 +504,7 @@ def main() -> None:
     }
     if params["return_samples"]:
         result["run"] = run
-    _error_rate_check(module, done["summary"], result)
+    _error_rate_check(module, run, done["summary"], result)
     module.exit_json(**result)
 
 

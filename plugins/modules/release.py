@@ -30,7 +30,7 @@ description:
   - Bad input (invalid version, missing artifact, checksum mismatch, held lock) fails
     before anything is written.
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
 options:
   path:
     description: Root of the release tree.
@@ -70,14 +70,17 @@ options:
     description: Seconds to wait for another run's lock before failing.
     type: float
     default: 0
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Verifies the artifact and reports what would be installed, switched and pruned.
+    details: Verifies the artifact and reports what would be installed, switched and pruned.
   diff_mode:
     support: full
-    description: Shows the target of C(current) and the release list before and after.
+    details: Shows the target of C(current) and the release list before and after.
   platform:
+    support: full
     platforms: posix
 requirements:
   - Python 3 with the C(venv) module on the managed host (Debian package C(python3-venv)).

@@ -21,7 +21,7 @@ description:
     release, with the tree untouched.
   - Takes the same lock as M(llmops.registry.release).
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
 options:
   path:
     description: Root of the release tree.
@@ -34,14 +34,17 @@ options:
     description: Seconds to wait for another run's lock before failing.
     type: float
     default: 0
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Reports the release it would switch to and changes nothing.
+    details: Reports the release it would switch to and changes nothing.
   diff_mode:
     support: full
-    description: Shows the target of C(current) and the release list before and after.
+    details: Shows the target of C(current) and the release list before and after.
   platform:
+    support: full
     platforms: posix
 seealso:
   - module: llmops.registry.release

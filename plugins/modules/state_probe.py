@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: state_probe
 short_description: Report which packages, files and systemd units are already as wanted, in one run
-version_added: "0.3.0"
+version_added: "0.1.0"
 description:
   - Read-only. Looks at a list of Debian packages, paths and systemd units and reports
     which of them are already exactly as wanted. Changes nothing, in any mode.
@@ -26,7 +26,7 @@ description:
   - When a package of O(packages) is not installed, no path or unit is reported in
     place, since installing a package may replace files and units.
 author:
-  - llmops maintainers
+  - llmops maintainers (!UNKNOWN)
 options:
   packages:
     description: Debian packages that should be installed.
@@ -81,13 +81,16 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Reads only, so it runs the same way in check mode.
+    details: Reads only, so it runs the same way in check mode.
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: debian
 notes:
   - A path entry that cannot be checked as written (a C(file) without O(paths[].checksum),

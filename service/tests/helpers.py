@@ -140,11 +140,33 @@ def auth() -> dict[str, str]:
 class OwnPostgres:
     """A private PostgreSQL cluster for tests that stop the database."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None, options: str = "") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sr-test-pg-"))
-        self.port = free_port()
+        self.port = port or free_port()
+        self.options = options
         self.data = self.dir / "data"
         self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def standby_of(self, primary: OwnPostgres) -> OwnPostgres:
+        """Makes this cluster a streaming standby of primary (pg_basebackup -R); start() next."""
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._as_pg(
+            str(PG_BIN / "pg_basebackup"),
+            "-D",
+            str(self.data),
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+        )
+        return self
 
     def _as_pg(self, *args: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -165,7 +187,8 @@ class OwnPostgres:
             str(self.dir / "log"),
             "-w",
             "-o",
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            + self.options,
             "start",
         )
         return self

@@ -81,7 +81,9 @@ def test_incompatible_new_version_is_409_with_violations(client):
 def test_compatible_new_version_gets_next_minor(client):
     subj = subject()
     register(client, subj, CHAT)
-    wider = {**CHAT, "properties": {**CHAT["properties"], "model": {"type": "string"}}}
+    # A longer prompt allowed: old data still valid. (A typed property added to this
+    # open object would not be: old data may hold it with any value.)
+    wider = {**CHAT, "properties": {"prompt": {"type": "string", "maxLength": 8000}}}
     response = register(client, subj, wider)
     assert response.status_code == 201
     assert response.json()["version"] == "1.1.0"
@@ -151,11 +153,19 @@ def test_validate_avro_data(client):
     assert bad.json()["is_valid"] is False
 
 
-def test_protobuf_is_accepted_but_data_validation_is_422(client):
-    proto = 'syntax = "proto3";\nmessage Prompt { string text = 1; }\n'
+def test_protobuf_data_is_validated_by_the_json_mapping(client):
+    proto = 'syntax = "proto3";\nmessage Prompt { string text = 1; int32 n = 2; }\n'
     schema_id = register(client, subject(), proto, "protobuf").json()["id"]
     assert client.get(f"/api/v1/schemas/{schema_id}").json()["schema"] == proto
-    response = client.post(f"/api/v1/validate/{schema_id}", json={"text": "x"})
+    response = client.post(f"/api/v1/validate/{schema_id}", json={"text": "x", "n": 3})
+    assert response.status_code == 200
+    assert response.json() == {"is_valid": True, "errors": []}
+    bad = client.post(f"/api/v1/validate/{schema_id}", json={"text": "x", "n": "many"})
+    assert bad.json()["is_valid"] is False
+    assert "n" in bad.json()["errors"][0]
+    unknown_import = 'syntax = "proto3";\nimport "other.proto";\nmessage P { other.T t = 1; }\n'
+    other_id = register(client, subject(), unknown_import, "protobuf").json()["id"]
+    response = client.post(f"/api/v1/validate/{other_id}", json={})
     assert response.status_code == 422
     assert response.json()["error_code"] == "UNSUPPORTED_OPERATION"
 
@@ -175,7 +185,7 @@ def test_compatibility_check_endpoint(client):
 def test_lists_subjects_versions_and_latest(client):
     subj = subject()
     register(client, subj, CHAT)
-    wider = {**CHAT, "properties": {**CHAT["properties"], "n": {"type": "integer"}}}
+    wider = {**CHAT, "properties": {"prompt": {"type": "string", "maxLength": 5000}}}
     latest_id = register(client, subj, wider).json()["id"]
     assert subj in client.get("/api/v1/subjects").json()["subjects"]
     assert client.get(f"/api/v1/subjects/{subj}/versions").json()["versions"] == ["1.0.0", "1.1.0"]

@@ -104,3 +104,68 @@ def test_hash_key_reads_stdin_and_prints_sha256():
     result = cli("hash-key", stdin="s3cret\n")
     assert result.stdout.strip() == hashlib.sha256(b"s3cret").hexdigest()
     assert cli("hash-key", stdin="\n").returncode == 2
+
+
+MULTI = "postgresql://registry:pw@db1:5432,db2:5432,db3:5432/schema_registry"
+RURL = "redis://registry:pw@cache1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (f"database: {{url: '{MULTI}'}}\n", "database.url"),  # no target_session_attrs
+        (f"database: {{url: '{DB}', tcp_user_timeout_seconds: 0}}\n", "database.tcp_user"),
+        (f"database: {{url: '{DB}', write_retry_seconds: -1}}\n", "database.write_retry"),
+        (
+            f"database: {{url: '{DB}'}}\nredis: {{url: '{RURL}', sentinels: 'a:1'}}\n",
+            "redis.sentinels",
+        ),
+        (
+            f"database: {{url: '{DB}'}}\nredis: {{url: '{RURL}', sentinels: ['a']}}\n",
+            "redis.sentinels[0]",
+        ),
+        (
+            f"database: {{url: '{DB}'}}\nredis: {{url: '{RURL}', sentinels: ['a:99999']}}\n",
+            "redis.sentinels[0] port",
+        ),
+        (
+            f"database: {{url: '{DB}'}}\nredis: {{url: '{RURL}', sentinels: ['a:1', 'a:1']}}\n",
+            "redis.sentinels",
+        ),
+        (f"database: {{url: '{DB}'}}\nredis: {{sentinels: ['a:1']}}\n", "redis.sentinels"),
+        (
+            f"database: {{url: '{DB}'}}\nredis: {{url: 'rediss://c:6379/0', sentinels: ['a:1']}}\n",
+            "redis.sentinels",
+        ),
+        (
+            f"database: {{url: '{DB}'}}\nredis: {{url: '{RURL}', sentinel_master: 'a b'}}\n",
+            "redis.sentinel_master",
+        ),
+        (
+            f"database: {{url: '{DB}'}}\nredis: {{url: '{RURL}', sentinel_password: 5}}\n",
+            "redis.sentinel_password",
+        ),
+    ],
+)
+def test_ha_keys_are_checked_and_errors_name_the_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), env={})
+    assert str(error.value).startswith(key), str(error.value)
+
+
+def test_ha_keys_parse(tmp_path):
+    text = (
+        f"database: {{url: '{MULTI}?target_session_attrs=read-write'}}\n"
+        f"redis: {{url: '{RURL}', sentinels: ['10.0.0.1:26379', '[fd00::2]:26379'],"
+        " sentinel_password: s3cret-sentinel}\n"
+    )
+    config = load_config(write(tmp_path, text), env={})
+    assert config.database_url.endswith("target_session_attrs=read-write")
+    assert config.redis_sentinels == (("10.0.0.1", 26379), ("fd00::2", 26379))
+    assert config.redis_sentinel_master == "registry"
+    assert config.redis_sentinel_password == "s3cret-sentinel"
+    assert config.db_write_retry_seconds == 15.0
+    shown = cli("check-config", config=write(tmp_path, text))
+    assert shown.returncode == 0, shown.stderr
+    assert "s3cret-sentinel" not in shown.stdout
+    assert "10.0.0.1:26379" in shown.stdout

@@ -28,10 +28,20 @@ def main() -> None:
         default="auto",
         help="auto follows stream_options.include_usage",
     )
+    parser.add_argument(
+        "--tokenize",
+        choices=["vllm", "llamacpp", "none"],
+        default=MockConfig.tokenize,
+        help="which tokenize endpoint to imitate (none: 404)",
+    )
     args = parser.parse_args()
     usage = {"auto": None, "on": True, "off": False}[args.usage]
     defaults = MockConfig(
-        ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens, usage=usage
+        ttft_ms=args.ttft_ms,
+        itl_ms=args.itl_ms,
+        output_tokens=args.output_tokens,
+        usage=usage,
+        tokenize=args.tokenize,
     )
     serve(args.host, args.port, defaults, workers=args.workers, event_loop=args.event_loop)
 

@@ -120,7 +120,7 @@ class Conn:
         headers = {}
         for line in lines[1:]:
             if line:
-                name, _, value = line.partition(":")
+                name, _unused, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
         try:
             length = int(headers.get("content-length", "0"))

@@ -5,6 +5,15 @@ OpenAI chat completions (/v1/chat/completions), OpenAI completions (/v1/completi
 and Anthropic messages (/v1/messages). It is a test double: the real servers (vLLM,
 llama.cpp, hosted APIs) cannot run here, and tests need exact known timings.
 
+It also behaves like the real servers seen in the field where they differ: no usage
+chunk (llama.cpp ignores ``include_usage``: ``usage: false``), a role-only first
+chunk, several tokens in one chunk (``tokens_per_chunk``), a tokenize endpoint
+(``POST /tokenize`` in vLLM's or llama.cpp's form, llama.cpp's
+``POST /apply-template``), a complete non-streaming JSON answer to a streaming
+request (``non_streaming``). Its tokenizer is simple and exact: every word and every
+punctuation mark is one token (``count_tokens``); a chat prompt is rendered with
+``chat_template`` first, and its usage counts that rendering.
+
 Behaviour comes from the server defaults (``MockConfig``) and can be overridden per
 request with the JSON header ``x-mock`` (same field names), so one server serves
 every test case.
@@ -27,6 +36,7 @@ import itertools
 import json
 import math
 import os
+import re
 import signal
 import socket
 import time
@@ -46,6 +56,30 @@ _SPIN_MAX_STREAMS = 8
 _now = time.perf_counter
 
 
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def count_tokens(text: str) -> int:
+    """The mock's tokenizer: every word and every punctuation mark is one token."""
+    return len(_TOKEN.findall(text))
+
+
+def chat_template(messages: list) -> str:
+    """The mock model's chat template (counted toward prompt tokens, as real ones are)."""
+    lines = [
+        f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages if isinstance(m, dict)
+    ]
+    return "\n".join([*lines, "assistant:"])
+
+
+def prompt_text(payload: dict) -> str:
+    """What the model sees: the rendered chat, or the completion prompt."""
+    if isinstance(payload.get("messages"), list):
+        return chat_template(payload["messages"])
+    prompt = payload.get("prompt", "")
+    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
 @dataclasses.dataclass
 class MockConfig:
     """What one response looks like. Field names double as ``x-mock`` keys."""
@@ -63,6 +97,8 @@ class MockConfig:
     never_answer: bool = False  # read the request, then send nothing at all
     malformed_after: int | None = None  # send a non-JSON data line after N tokens
     finish_reason: str = "length"
+    non_streaming: bool = False  # answer with one complete JSON body (stream ignored)
+    tokenize: str = "vllm"  # POST /tokenize speaks "vllm", "llamacpp" or "none" (404)
 
     def merged(self, override: dict[str, Any]) -> MockConfig:
         known = {f.name for f in dataclasses.fields(self)}
@@ -216,6 +252,8 @@ ROUTES = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/messages": "messages",
+    "/tokenize": "tokenize",
+    "/apply-template": "apply-template",
 }
 
 
@@ -242,6 +280,8 @@ class MockServer:
 
     def __init__(self, defaults: MockConfig | None = None) -> None:
         self.defaults = defaults or MockConfig()
+        self.temporary = self.defaults  # POST /mock/config: for the next N requests
+        self.temporary_left = 0
         self.requests_seen = 0
         self.last_request: dict | None = None
         self._listener: socket.socket | None = None
@@ -300,7 +340,7 @@ class MockServer:
 
     def _accept(self) -> None:
         # Several processes may share the listening socket: another may win the race.
-        for _ in range(64):
+        for _attempt in range(64):
             try:
                 sock, _addr = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -338,6 +378,10 @@ class MockServer:
     ) -> bool:
         method, path, headers, body = request
         api = ROUTES.get(path.split("?", 1)[0])
+        if path == "/mock/config":
+            status, answer = self._runtime_config(method, body)
+            self._send_plain(conn, status, json.dumps(answer).encode())
+            return True
         plain = self._plain_answer(method, path)
         if plain is not None:
             self._send_plain(conn, 200, plain)
@@ -348,7 +392,11 @@ class MockServer:
         try:
             payload = json.loads(body or b"{}")
             override = headers.get("x-mock")
-            cfg = self.defaults.merged(json.loads(override)) if override else self.defaults
+            cfg = self.defaults
+            if self.temporary_left > 0 and api not in ("tokenize", "apply-template"):
+                self.temporary_left -= 1
+                cfg = self.temporary
+            cfg = cfg.merged(json.loads(override)) if override else cfg
         except (ValueError, TypeError) as exc:
             self._send_plain(conn, 400, json.dumps({"error": str(exc)}).encode())
             return True
@@ -357,16 +405,85 @@ class MockServer:
             self.read_wait.append(waited)
         self.request_clocks[conn.arrival_clock] += 1
         self.last_request = {"path": path, "headers": headers, "body": payload}
+        return await self._answer(conn, received, api, payload, cfg)
+
+    async def _answer(
+        self, conn: Conn, received: float, api: str, payload: dict, cfg: MockConfig
+    ) -> bool:
+        """Answer one parsed request; False when the connection must close."""
         if cfg.never_answer:
             await asyncio.sleep(3600)
             return False
+        if api in ("tokenize", "apply-template"):
+            status, answer = self._tokenize(api, payload, cfg)
+            self._send_plain(conn, status, json.dumps(answer).encode())
+            return True
         if cfg.http_status >= 400:
             self._send_plain(
                 conn, cfg.http_status, b'{"error":{"message":"mock error","type":"mock"}}'
             )
             return True
+        if cfg.non_streaming:
+            await asyncio.sleep(max(received + cfg.ttft_ms / 1000.0 - _now(), 0))
+            self._send_plain(conn, 200, self._complete_answer(api, payload, cfg))
+            return True
         await self._stream(conn, received, api, payload, cfg)
         return not conn.is_closing()
+
+    @staticmethod
+    def _tokenize(api: str, payload: dict, cfg: MockConfig) -> tuple[int, dict]:
+        """vLLM: {prompt | messages} -> {count, max_model_len, tokens}; llama.cpp:
+        {content} -> {tokens} (no content: no tokens), /apply-template -> {prompt}."""
+        if cfg.tokenize == "none" or (api == "apply-template" and cfg.tokenize != "llamacpp"):
+            return 404, {"error": "not found"}
+        if api == "apply-template":
+            return 200, {"prompt": chat_template(payload.get("messages") or [])}
+        if cfg.tokenize == "llamacpp":
+            text = payload.get("content", "")
+            return 200, {"tokens": list(range(count_tokens(text if isinstance(text, str) else "")))}
+        if "messages" not in payload and not isinstance(payload.get("prompt"), str):
+            return 400, {"error": "give prompt or messages"}
+        count = count_tokens(prompt_text(payload))
+        return 200, {"count": count, "max_model_len": 4096, "tokens": list(range(count))}
+
+    @staticmethod
+    def _complete_answer(api: str, payload: dict, cfg: MockConfig) -> bytes:
+        text = WORD * cfg.output_tokens
+        usage = {
+            "prompt_tokens": count_tokens(prompt_text(payload)),
+            "completion_tokens": cfg.output_tokens,
+        }
+        choice: dict = {"index": 0, "finish_reason": cfg.finish_reason}
+        if api == "chat":
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return json.dumps(
+            {
+                "id": "mock-complete",
+                "object": "chat.completion",
+                "choices": [choice],
+                "usage": usage,
+            }
+        ).encode()
+
+    def _runtime_config(self, method: str, body: bytes) -> tuple[int, dict]:
+        """``POST /mock/config {"override": {...}, "requests": N}``: the next N answers
+        follow the override (e.g. a slow spell for an alert drill), then the defaults
+        again. ``GET`` shows the defaults and what is left of an override."""
+        if method == "POST":
+            try:
+                document = json.loads(body or b"{}")
+                temporary = self.defaults.merged(document.get("override") or {})
+                left = int(document.get("requests", 0))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return 400, {"error": str(exc)}
+            self.temporary, self.temporary_left = temporary, max(left, 0)
+        return 200, {
+            "defaults": dataclasses.asdict(self.defaults),
+            "override": dataclasses.asdict(self.temporary),
+            "override_requests_left": self.temporary_left,
+        }
 
     def _plain_answer(self, method: str, path: str) -> bytes | None:
         """Health, the model list clients ask for, and the mock's own statistics."""
@@ -393,9 +510,7 @@ class MockServer:
     ) -> None:
         prompt_tokens = cfg.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = len(
-                json.dumps(payload.get("messages") or payload.get("prompt") or "").split()
-            )
+            prompt_tokens = count_tokens(prompt_text(payload))
         usage = cfg.usage
         if usage is None:
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
@@ -543,7 +658,7 @@ class _Timeline:
                     break
                 while _now() < due:
                     pass
-            _, _, emitter = heapq.heappop(heap)
+            _unused, _unused2, emitter = heapq.heappop(heap)
             after = emitter.emit(due)
             if after is not None:
                 heapq.heappush(heap, (after, next(self.order), emitter))
@@ -571,7 +686,7 @@ def serve(
     sock.listen(4096)
     sock.setblocking(False)
     children = []
-    for _ in range(workers - 1):
+    for _attempt in range(workers - 1):
         pid = os.fork()
         if pid == 0:
             children = []

@@ -12,9 +12,14 @@ from pathlib import Path
 
 import pytest
 
+# tests/ (mock_llm_server) and tests/unit (test_release_lib): pytest puts the latter on
+# sys.path by itself, ansible-test units (which loads this file through the collection
+# loader) does not.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mock_llm_server.process import free_port
+from test_release_lib import PYTHON, build_artifact, perform_release
 
 
 @pytest.fixture
@@ -31,7 +36,7 @@ def pushgateway() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 urllib.request.urlopen(url + "/-/ready", timeout=1).close()  # noqa: S310 - loopback
                 break
@@ -41,3 +46,32 @@ def pushgateway() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+# The release tree fixtures of test_release.py, test_rollback.py, test_release_interrupt.py
+# and test_instance_switch.py: real artifacts installed with real pip, built once.
+@pytest.fixture(scope="session", name="artifacts")
+def artifacts_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dist")
+    return {v: build_artifact(out, v) for v in ("1.0.0", "1.1.0", "1.2.0", "2.0.0")}
+
+
+@pytest.fixture(scope="session", name="built_tree")
+def built_tree_fixture(
+    tmp_path_factory: pytest.TempPathFactory, artifacts: dict[str, Path]
+) -> Path:
+    """A tree with 1.0.0 then 1.1.0 released (1.1.0 active), built once per session."""
+    root = tmp_path_factory.mktemp("base") / "opt"
+    for version in ("1.0.0", "1.1.0"):
+        perform_release(
+            path=str(root), version=version, artifact=str(artifacts[version]), python=PYTHON
+        )
+    return root
+
+
+@pytest.fixture(name="tree")
+def tree_fixture(tmp_path: Path, built_tree: Path) -> Path:
+    """A private copy of built_tree (symlinks kept as links)."""
+    root = tmp_path / "opt"
+    shutil.copytree(built_tree, root, symlinks=True)
+    return root

@@ -79,7 +79,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_dashboard_is_valid_json_with_a_unique_uid() -> None:
     uids = [json.loads(path.read_text())["uid"] for path in DASHBOARD_FILES]
-    assert sorted(uids) == ["infrastructure", "llm-latency-overview", "registry-overview"]
+    assert sorted(uids) == [
+        "cache-lb-ha",
+        "database-ha",
+        "infrastructure",
+        "llm-latency-overview",
+        "registry-overview",
+    ]
 
 
 def test_role_default_lists_exactly_the_shipped_dashboards() -> None:
@@ -92,7 +98,7 @@ def test_llm_latency_overview_has_the_spec_settings_and_panels() -> None:
     assert board["refresh"] == "10s"
     assert board["time"] == {"from": "now-1h", "to": "now"}
     assert [v["name"] for v in board["templating"]["list"]] == ["provider"]
-    queries = " ".join(expr for _, expr in board_queries(board))
+    queries = " ".join(expr for _unused, expr in board_queries(board))
     for needed in (
         "histogram_quantile(0.5,",
         "histogram_quantile(0.95,",
@@ -137,7 +143,7 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as a recording rule: a syntax error fails here."""
     rules = []
     for path in DASHBOARD_FILES:
-        for index, (_, expr) in enumerate(board_queries(json.loads(path.read_text()))):
+        for index, (_unused, expr) in enumerate(board_queries(json.loads(path.read_text()))):
             name = re.sub(r"[^a-z0-9]", "_", path.stem)
             rules.append({"record": f"dashboard:{name}:q{index}", "expr": concrete(expr)})
     assert len(rules) > 30

@@ -19,18 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_release_lib import (  # noqa: F401 - the *_fixture names register fixtures
+from test_release_lib import (
     ReleaseError,
     SwitchError,
-    artifacts_fixture,
-    built_tree_fixture,
     current_target,
     release_of,
     run_module,
     snapshot,
     switch_host,
     switch_instances,
-    tree_fixture,
 )
 
 OWNER = pwd.getpwuid(os.getuid()).pw_name

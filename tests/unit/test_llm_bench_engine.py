@@ -103,14 +103,15 @@ def test_role_only_first_chunk_does_not_count_as_first_token(base_url):
     assert r["ttft_s"] >= 0.120 - EARLY_S
 
 
-def test_completions_without_usage_counts_tokens_and_marks_them_approximate(base_url):
-    mock = {"ttft_ms": 30, "itl_ms": 5, "output_tokens": 10, "usage": False}
+def test_without_any_exact_source_tokens_are_estimated_and_marked(base_url):
+    mock = {"ttft_ms": 30, "itl_ms": 5, "output_tokens": 10, "usage": False, "tokenize": "none"}
     result = bench(base_url, mock, api="openai_completions", num_requests=2)
     for r in only_ok(result):
-        assert r["output_tokens_source"] == "approx"
+        assert r["output_tokens_source"] == "estimate"
         assert r["output_tokens"] == math.ceil(len(WORD * 10) / 4)
         assert r["content_chunks"] == 10
     assert result["summary"]["output_tokens_approximate"] is True
+    assert result["summary"]["output_tokens_source"] == "estimate"
 
 
 def test_anthropic_messages_stream_is_measured_with_exact_usage(base_url):

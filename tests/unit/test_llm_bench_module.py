@@ -55,25 +55,9 @@ def test_ansible_doc_renders_the_module():
 
 
 def write_inventory(tmp_path: Path, extra: dict) -> Path:
-    inventory = {
-        "all": {
-            "children": {
-                "bench": {
-                    "hosts": {
-                        "bench-a": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                        },
-                        "bench-b": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                        },
-                    }
-                }
-            },
-            "vars": extra,
-        }
-    }
+    # Host vars: above playbooks/group_vars/all (the wiring of the Pushgateway URL).
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **extra}
+    inventory = {"all": {"children": {"bench": {"hosts": {"bench-a": host, "bench-b": host}}}}}
     path = tmp_path / "inventory.json"
     path.write_text(json.dumps(inventory))
     return path

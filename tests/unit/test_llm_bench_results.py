@@ -84,7 +84,7 @@ def test_sse_decoder_gives_the_same_events_whatever_the_byte_boundaries():
     whole = SSEDecoder().feed(stream)
     assert whole == [("", '{"a":1}'), ("x", '{"b":\n2}'), ("", "[DONE]")]
     rng = random.Random(3)  # noqa: S311 - split points, not security
-    for _ in range(50):
+    for _attempt in range(50):
         decoder, events, pos = SSEDecoder(), [], 0
         while pos < len(stream):
             step = rng.randint(1, 7)
@@ -152,7 +152,7 @@ def test_response_parsing_is_the_same_whatever_the_read_boundaries(extension):
     data = head + body
     assert _parse_response([data[i : i + 1] for i in range(len(data))]) == expected
     rng = random.Random(11)  # noqa: S311 - split points, not security
-    for _ in range(30):
+    for _attempt in range(30):
         cuts = sorted(rng.sample(range(1, len(data)), 12))
         pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         assert _parse_response(pieces) == expected
@@ -293,11 +293,14 @@ def test_exposition_parses_with_spec_names_buckets_and_labels():
         if s.name == "llm_requests_total"
     }
     assert requests == {"success": 3, "error": 1}
-    (err,) = [
+    errors = [
         s for s in families["llm_request_errors"].samples if s.name == "llm_request_errors_total"
     ]
+    (err,) = [s for s in errors if s.value]
     assert err.labels == {**LABELS, "error_type": "incomplete_stream"}
     assert err.value == 1
+    # every known type is there from the start, at 0: rate() sees a first failure
+    assert {s.labels["error_type"] for s in errors} == set(prom.ERROR_TYPES)
 
 
 def test_state_keeps_counters_and_histograms_growing_across_runs():

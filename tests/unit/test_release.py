@@ -10,20 +10,17 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_release_lib import (  # noqa: F401 - the *_fixture names register fixtures
+from test_release_lib import (
     PYTHON,
     LockHeldError,
     ReleaseError,
     ReleaseTree,
-    artifacts_fixture,
     build_artifact,
-    built_tree_fixture,
     checksum_of,
     current_target,
     perform_release,
     run_module,
     snapshot,
-    tree_fixture,
     validate_version,
 )
 
@@ -306,7 +303,10 @@ def test_tampered_file_inside_artifact_never_becomes_current(tree: Path, tmp_pat
         perform_release(path=str(tree), version="1.3.0", artifact=str(tampered), python=PYTHON)
     assert current_target(tree) == "releases/1.1.0"
     state = ReleaseTree(str(tree)).state()
-    assert state["unfinished"] == ["1.3.0"] and "1.3.0" not in state["releases"]
+    # The rejected release leaves nothing behind (issue 18): no .unfinished folder, no
+    # dot folder of the discard.
+    assert state["unfinished"] == [] and "1.3.0" not in state["releases"]
+    assert sorted(p.name for p in (tree / "releases").iterdir()) == ["1.0.0", "1.1.0"]
 
 
 def test_held_lock_fails_and_changes_nothing(tree: Path, artifacts: dict[str, Path]) -> None:

@@ -54,7 +54,7 @@ def haproxy(tmp_path: Path) -> Iterator[Path]:
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(binary).exists():
         pytest.fail("haproxy is not installed (`make deps` installs it)")
-    backends = [ThreadingHTTPServer(("127.0.0.1", 0), Ok) for _ in SERVERS]
+    backends = [ThreadingHTTPServer(("127.0.0.1", 0), Ok) for _attempt in SERVERS]
     for server in backends:
         threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     sock = tmp_path / "admin.sock"

@@ -10,15 +10,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from test_release_lib import (  # noqa: F401 - the *_fixture names register fixtures
+from test_release_lib import (
     COLLECTIONS,
     PYTHON,
     ReleaseTree,
-    artifacts_fixture,
-    built_tree_fixture,
     current_target,
     perform_release,
-    tree_fixture,
 )
 
 # In the order install_release and perform_release reach them.

@@ -12,14 +12,11 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
-
-import pytest
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
 if str(COLLECTIONS) not in sys.path:
@@ -32,6 +29,7 @@ from ansible_collections.llmops.registry.plugins.module_utils import (  # noqa: 
     haproxy_admin,
     instance_switch,
     release_actions,
+    release_lock,  # noqa: F401 - imported by test_release_lock.py from here
     releases,
 )
 
@@ -50,7 +48,9 @@ set_servers = haproxy_admin.set_servers
 HaproxyError = haproxy_admin.HaproxyError
 
 PYTHON = "/usr/bin/python3"
-MODULES = COLLECTIONS / "ansible_collections/llmops/registry/plugins/modules"
+# The modules next to the module_utils imported above (the checkout through collections/,
+# or the ansible_collections tree copy ansible-test runs in).
+MODULES = Path(releases.__file__).resolve().parents[1] / "modules"
 
 
 def _record_hash(data: bytes) -> str:
@@ -172,30 +172,3 @@ def run_module(name: str, args: dict, check_mode: bool = False) -> dict:
         check=False,
     )
     return json.loads(proc.stdout)
-
-
-@pytest.fixture(scope="session", name="artifacts")
-def artifacts_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("dist")
-    return {v: build_artifact(out, v) for v in ("1.0.0", "1.1.0", "1.2.0", "2.0.0")}
-
-
-@pytest.fixture(scope="session", name="built_tree")
-def built_tree_fixture(
-    tmp_path_factory: pytest.TempPathFactory, artifacts: dict[str, Path]
-) -> Path:
-    """A tree with 1.0.0 then 1.1.0 released (1.1.0 active), built once per session."""
-    root = tmp_path_factory.mktemp("base") / "opt"
-    for version in ("1.0.0", "1.1.0"):
-        perform_release(
-            path=str(root), version=version, artifact=str(artifacts[version]), python=PYTHON
-        )
-    return root
-
-
-@pytest.fixture(name="tree")
-def tree_fixture(tmp_path: Path, built_tree: Path) -> Path:
-    """A private copy of built_tree (symlinks kept as links)."""
-    root = tmp_path / "opt"
-    shutil.copytree(built_tree, root, symlinks=True)
-    return root

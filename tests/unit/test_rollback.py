@@ -8,19 +8,16 @@ import os
 from pathlib import Path
 
 import pytest
-from test_release_lib import (  # noqa: F401 - the *_fixture names register fixtures
+from test_release_lib import (
     PYTHON,
     LockHeldError,
     ReleaseError,
     ReleaseTree,
-    artifacts_fixture,
-    built_tree_fixture,
     current_target,
     perform_release,
     perform_rollback,
     run_module,
     snapshot,
-    tree_fixture,
 )
 
 
@@ -72,6 +69,36 @@ def test_rolled_back_release_is_marked_and_takes_no_keep_slot(
     # 1.2.0 failed: it is pruned first and the three good releases stay.
     assert result["pruned"] == ["1.2.0"]
     assert result["releases"] == ["1.0.0", "1.1.0", "2.0.0"]
+
+
+def test_deploy_after_a_rollback_keeps_the_rolled_back_from_release(
+    tree: Path, artifacts: dict[str, Path]
+) -> None:
+    # issue 18: the first deploy after a rollback pruned the release rolled back from.
+    for version in ("1.2.0", "2.0.0"):
+        perform_release(
+            path=str(tree), version=version, artifact=str(artifacts[version]), python=PYTHON
+        )
+    perform_rollback(path=str(tree))
+    assert current_target(tree) == "releases/1.2.0"
+    deploy = {
+        "path": str(tree),
+        "version": "1.2.0",
+        "artifact": str(artifacts["1.2.0"]),
+        "python": PYTHON,
+        "keep_releases": 1,
+    }
+    planned = perform_release(check_mode=True, **deploy)
+    assert "2.0.0" not in planned["pruned"]
+    result = perform_release(**deploy)
+    assert "2.0.0" not in result["pruned"]
+    assert (tree / "releases/2.0.0/release.json").is_file()
+    # A no-op the second time: nothing left to prune, nothing switched.
+    assert not perform_release(**deploy)["changed"]
+    # The next release that moves current lets it go like any other rolled-back one.
+    result = perform_release(**{**deploy, "version": "1.1.0", "artifact": str(artifacts["1.1.0"])})
+    assert "2.0.0" in result["pruned"]
+    assert "rolled_back_from" not in json.loads((tree / "history.json").read_text())
 
 
 def test_named_rollback_switches_to_that_version_and_records_it(

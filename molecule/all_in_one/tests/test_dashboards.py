@@ -42,7 +42,7 @@ def address(group: str) -> str:
 def registry_traffic(lb_url: str, key: str) -> None:
     """Registers schemas, reads each several times (cache misses then hits, on both
     instances behind the load balancer) and validates good and bad data."""
-    for _ in range(5):
+    for _attempt in range(5):
         subject = f"molecule.dashboards.prompt_{uuid.uuid4().hex[:8]}"
         status, created = http_json(
             "POST",
@@ -51,14 +51,14 @@ def registry_traffic(lb_url: str, key: str) -> None:
             key=key,
         )
         assert status == 201, created
-        for _ in range(6):
-            status, _ = http_json("GET", f"{lb_url}/api/v1/schemas/{created['id']}")
+        for _attempt in range(6):
+            status, _unused = http_json("GET", f"{lb_url}/api/v1/schemas/{created['id']}")
             assert status == 200
         for data, valid in (({"prompt": "hi"}, True), ({"max_tokens": 5}, False)):
             status, verdict = http_json("POST", f"{lb_url}/api/v1/validate/{created['id']}", data)
             assert status == 200
             assert verdict["is_valid"] is valid
-    status, _ = http_json("GET", f"{lb_url}/api/v1/schemas/{uuid.uuid4()}")
+    status, _unused = http_json("GET", f"{lb_url}/api/v1/schemas/{uuid.uuid4()}")
     assert status == 404
 
 

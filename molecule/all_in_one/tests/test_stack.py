@@ -95,7 +95,7 @@ def test_every_instance_is_ready_and_serves_the_inventory_version(host, slot):
     assert status == 200
     assert health["status"] == "healthy"
     assert health["version"] == _var(host, "schema_registry_version")
-    status, _ = http_json("GET", f"http://{_address(host)}:{INSTANCES[slot]}/ready")
+    status, _unused = http_json("GET", f"http://{_address(host)}:{INSTANCES[slot]}/ready")
     assert status == 200
 
 

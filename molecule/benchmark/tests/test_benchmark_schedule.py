@@ -1,82 +1,167 @@
-"""The scheduled benchmark on a real lab host: systemd runs it, the Pushgateway has
-the metrics with the SPEC names, the journal has the run."""
+"""The scheduled benchmark chain on a real lab host, in order: the timer runs the
+benchmark against the stand-in endpoint -> Pushgateway -> Prometheus -> alerts ->
+dashboard queries. HighLLMLatency fires from real runs against a slow spell of the
+stand-in and resolves when fast runs follow; a run with no success fails its unit
+and fires HighErrorRate; playbooks/benchmark.yml works as the README gives it.
+
+The tests run in file order and build on each other (one lab, one timeline)."""
+
+from __future__ import annotations
 
 import json
+import os
 import re
+
+import yaml
+from dashboard_checks import panel_queries, prometheus_api, queries_without_data, wait_for
+
+from playbooks import Playbooks
 
 testinfra_hosts = ["bench"]
 
-REQUESTS = 20  # benchmark_schedule_defaults.num_requests in molecule.yml
-TOKENS = 16  # the mock server's --output-tokens
+REQUESTS = 40  # benchmark_schedule_defaults.num_requests in molecule.yml
+STAND_IN = {"endpoint": "stand-in-mock", "provider": "stand-in", "model": "stand-in-mock"}
+P95_ABOVE_5S = (
+    "histogram_quantile(0.95, sum by (le) "
+    '(rate(llm_request_duration_seconds_bucket{provider="stand-in"}[5m]))) > 5'
+)
+COUNTED = {"token_count_source": "usage"}  # a label, not a secret
+ESTIMATED = {"token_count_source": "estimate"}
+SLOW = {"override": {"ttft_ms": 6000}, "requests": 8}  # one wave at concurrency 8
 
 
-def metrics(host) -> str:
-    return host.check_output("curl -sf http://127.0.0.1:9091/metrics")
+def prometheus_url() -> str:
+    with open(os.environ["MOLECULE_INSTANCE_CONFIG"], encoding="utf-8") as handle:
+        (address,) = [i["address"] for i in yaml.safe_load(handle) if i["instance"] == "bench1"]
+    return f"http://{address}:9090"
 
 
-def sample(text: str, name: str, **labels) -> float:
+def query(expr: str) -> list:
+    return prometheus_api(prometheus_url(), "/api/v1/query", query=expr)["result"]
+
+
+# The lab host has no curl: Python's standard library does the HTTP there.
+_HTTP = (
+    "import sys, urllib.request as u; "
+    "body = sys.argv[3].encode() if len(sys.argv) > 3 else None; "
+    "r = u.Request(sys.argv[2], data=body, method=sys.argv[1]); "
+    "print(u.urlopen(r, timeout=10).read().decode())"
+)
+
+
+def http_on(host, method: str, url: str, body: str | None = None) -> str:
+    """An HTTP request made on the lab host (its loopback-only services)."""
+    if body is None:
+        return host.check_output("python3 -c %s %s %s", _HTTP, method, url)
+    return host.check_output("python3 -c %s %s %s %s", _HTTP, method, url, body)
+
+
+def pushgateway(host) -> str:
+    return http_on(host, "GET", "http://127.0.0.1:9091/metrics")
+
+
+def sample(text: str, name: str, **labels) -> float | None:
     for line in text.splitlines():
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} {labels} not in the Pushgateway")
+    return None
 
 
-def run_once(host) -> None:
+def run_once(host, expect: int = 0) -> None:
+    """One run of the timer's service (blocks until the oneshot ends)."""
     with host.sudo():
-        host.run_expect([0], "systemctl start llm-latency-bench.service")
+        host.run_expect([expect], "systemctl start llm-latency-bench.service")
 
 
-def test_config_holds_the_keys_for_the_bench_user_only(host):
-    with host.sudo():  # the folder is 0700 llm-bench: even reading its metadata needs root
-        config = host.file("/etc/llm-latency-bench/bench.json")
-        assert (config.user, config.group, config.mode) == ("llm-bench", "llm-bench", 0o600)
-        document = json.loads(config.content_string)
-    assert [e["endpoint"] for e in document["endpoints"]] == ["mock-chat", "mock-anthropic"]
+def firing(alert: str) -> list:
+    return query(f'ALERTS{{alertname="{alert}",alertstate="firing",provider="stand-in"}}')
 
 
-def test_timer_is_scheduled_and_service_is_oneshot(host):
+def test_the_stand_in_is_labelled_and_serves_on_loopback_only(host):
+    unit = host.check_output("systemctl show mock-llm-endpoint.service -p Description")
+    assert "Stand-in mock LLM endpoint (not a model" in unit
+    assert host.socket("tcp://127.0.0.1:18080").is_listening
+    assert not host.socket("tcp://0.0.0.0:18080").is_listening
+    with host.sudo():
+        config = json.loads(host.file("/etc/llm-latency-bench/bench.json").content_string)
+    assert [e["endpoint"] for e in config["endpoints"]] == ["stand-in-mock"]
+
+
+def test_the_timer_ran_by_itself_and_pushed(host):
     assert host.service("llm-latency-bench.timer").is_enabled
-    assert host.service("llm-latency-bench.timer").is_running
-    show = host.check_output("systemctl show llm-latency-bench.service -p Type -p User")
-    assert "Type=oneshot" in show and "User=llm-bench" in show
+    text = wait_for(
+        lambda: (
+            (t := pushgateway(host))
+            and sample(t, "llm_requests_total", status="success", **STAND_IN)
+            and t
+        ),
+        90,
+        "the timer's first run in the Pushgateway",
+    )
+    assert sample(text, "llm_requests_total", status="success", **STAND_IN) >= REQUESTS
+    # the stand-in streams usage when asked: exact counts, and the series says so
+    assert sample(text, "llm_tokens_generated_total", **COUNTED, **STAND_IN)
+    assert sample(text, "llm_tokens_generated_total", **ESTIMATED) is None
+    with host.sudo():
+        journal = host.check_output("journalctl -u llm-latency-bench.service --no-pager -n 50")
+    assert re.search(rf"endpoint=stand-in-mock requests={REQUESTS} ok={REQUESTS} ", journal)
+    assert "output_tokens=" in journal and "(usage)" in journal
 
 
-def test_a_run_pushes_spec_metrics_and_logs_to_the_journal(host):
+def test_runs_reach_prometheus(host):
     run_once(host)
     result = host.check_output("systemctl show llm-latency-bench.service -p Result")
     assert result.strip() == "Result=success"
-    text = metrics(host)
-    chat = {"endpoint": "mock-chat", "provider": "mock", "model": "mock-model"}
-    assert sample(text, "llm_requests_total", status="success", **chat) >= REQUESTS
-    assert sample(text, "llm_tokens_generated_total", **chat) == TOKENS * sample(
-        text, "llm_requests_total", status="success", **chat
+    wait_for(
+        lambda: query('sum(llm_requests_total{endpoint="stand-in-mock",status="success"})'),
+        60,
+        "the benchmark counters in Prometheus",
     )
-    # The mock answers after 50 ms: no first token can be seen before that.
-    assert sample(text, "llm_ttft_seconds_bucket", le="0.025", **chat) == 0
-    assert sample(text, "llm_ttft_seconds_count", **chat) == sample(
-        text, "llm_ttft_seconds_bucket", le="+Inf", **chat
-    )
-    for name in (
-        "llm_request_duration_seconds_bucket",
-        "llm_tpot_seconds_bucket",
-        "llm_benchmark_last_run_timestamp_seconds",
-        "llm_benchmark_scheduling_lag_seconds_count",
-    ):
-        sample(text, name, endpoint="mock-anthropic")
+
+
+def test_a_slow_spell_fires_high_llm_latency_and_fast_runs_resolve_it(host):
+    assert not firing("HighLLMLatency")
+    http_on(host, "POST", "http://127.0.0.1:18080/mock/config", json.dumps(SLOW))
+    run_once(host)  # 8 requests take ~6.6 s each: p95 over the window > 5 s
+    wait_for(lambda: firing("HighLLMLatency"), 120, "HighLLMLatency firing", interval_s=5)
+    alerts = json.loads(http_on(host, "GET", "http://127.0.0.1:9093/api/v2/alerts"))
+    assert any(a["labels"]["alertname"] == "HighLLMLatency" for a in alerts)
+    # Fast runs only: once the 8 slow requests are under 5 % of the window's, p95 is fast.
+    for _ in range(12):
+        run_once(host)
+        if not query(P95_ABOVE_5S):
+            break
+    wait_for(lambda: not firing("HighLLMLatency"), 120, "HighLLMLatency resolved", interval_s=5)
+
+
+def test_a_run_without_success_fails_its_unit_and_fires_high_error_rate(host):
     with host.sudo():
-        journal = host.check_output("journalctl -u llm-latency-bench.service --no-pager -n 50")
-    assert re.search(rf"endpoint=mock-chat requests={REQUESTS} ok={REQUESTS} ", journal)
-    assert "endpoint=mock-anthropic requests=" in journal
+        host.run_expect([0], "systemctl stop mock-llm-endpoint.service")
+        try:
+            run_once(host, expect=1)
+            result = host.check_output("systemctl show llm-latency-bench.service -p Result")
+            journal = host.check_output("journalctl -u llm-latency-bench.service --no-pager -n 20")
+        finally:
+            host.run_expect([0], "systemctl start mock-llm-endpoint.service")
+    assert result.strip() == "Result=exit-code"
+    assert "no request succeeded" in journal and "'connection': 40" in journal
+    errors = sample(pushgateway(host), "llm_request_errors_total", error_type="connection")
+    assert errors == REQUESTS  # the errors were pushed before the unit failed
+    # (the error series existed at 0 before: rate() sees this first failing run)
+    wait_for(lambda: firing("HighErrorRate"), 120, "HighErrorRate firing", interval_s=5)
 
 
-def test_counters_are_cumulative_across_runs(host):
-    chat = {"endpoint": "mock-chat", "status": "success"}
-    before = sample(metrics(host), "llm_requests_total", **chat)
-    run_once(host)
-    assert sample(metrics(host), "llm_requests_total", **chat) == before + REQUESTS
+def test_the_llm_latency_overview_panels_have_data():
+    board = [q for q in panel_queries() if q.dashboard == "llm-latency-overview"]
+    assert board
+    missing = queries_without_data(prometheus_url(), board, timeout_s=60)
+    assert missing == [], "\n".join(map(str, missing))
 
 
-def test_the_api_key_is_not_in_the_journal(host):
-    with host.sudo():
-        journal = host.check_output("journalctl --no-pager -n 500")
-    assert "molecule-bench-key" not in journal
+def test_benchmark_playbook_runs_as_the_readme_gives_it():
+    """`ansible-playbook playbooks/benchmark.yml`: no endpoints in the inventory, so it
+    measures the stand-in, and pushes the merged result (last: it replaces the timer's
+    Pushgateway group of the same host)."""
+    proc = Playbooks().run("playbooks/benchmark.yml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert re.search(r"stand-in-mock: 40/40 ok", proc.stdout), proc.stdout[-3000:]

@@ -13,4 +13,4 @@ def test_check_mode_reports_no_change(run_playbook):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     recap = re.findall(r"(\S+) : ok=\d+ changed=(\d+)", result.stdout)
     assert len(recap) == 3, result.stdout[-2000:]
-    assert all(changed == "0" for _, changed in recap), result.stdout[-5000:]
+    assert all(changed == "0" for _unused, changed in recap), result.stdout[-5000:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 testinfra_hosts = ["db1"]
@@ -48,10 +50,23 @@ def test_restore_refuses_an_unknown_dump(host, run_playbook, backed_up_marker):
     assert sql(host, "SELECT v FROM restore_probe") == "after-backup"
 
 
-def test_confirmed_restore_brings_the_backed_up_data_back(host, run_playbook, backed_up_marker):
+def test_confirmed_restore_brings_the_backed_up_data_back(
+    host, run_playbook, backed_up_marker, secrets
+):
+    # Cached schemas from before the restore, as the registry would have left them.
+    cached = ["schema:molecule-stale-1", "schema:molecule-stale-2"]
+    password = secrets["redis_registry_password"]
+    cli = f"REDISCLI_AUTH={password} redis-cli --no-auth-warning --user registry"
+    for key in cached:
+        assert host.run(f"{cli} SET {key} stale").stdout.strip() == "OK"
     result = run_playbook("playbooks/restore.yml", "-e", "confirm_restore=yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert sql(host, "SELECT v FROM restore_probe") == "before-backup"
+    # The restore emptied the cache (on the master: db1's Redis), so nothing stale is served.
+    assert host.run(f"{cli} EXISTS {' '.join(cached)}").stdout.strip() == "0"
+    dropped = re.search(r"Cache: (\d+) cached schemas dropped on db1", result.stdout)
+    assert dropped and int(dropped.group(1)) >= len(cached), result.stdout
+    assert secrets["redis_registry_password"] not in result.stdout
     with host.sudo("postgres"):
         kept = host.check_output(
             "psql -tAc %s",

@@ -81,7 +81,7 @@ def test_every_prometheus_target_is_up() -> None:
         ]
         return (targets, down) if targets and not down else None
 
-    targets, _ = wait_for(lambda: all_up() or None, 90, "every target up")
+    targets, _unused = wait_for(lambda: all_up() or None, 90, "every target up")
     assert {t["labels"]["job"] for t in targets} == expected_jobs()
     # node exporter on every host of the inventory
     nodes = {t["labels"]["host"] for t in targets if t["labels"]["job"] == "node"}

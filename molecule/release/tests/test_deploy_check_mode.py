@@ -1,8 +1,8 @@
 """playbooks/deploy.yml --check on the converged lab reports no change.
 
 side_effect runs it first, on the lab exactly as converge left it, and keeps the json
-callback's report (after the release story a real deploy would change things: it
-prunes the rolled-back releases). The scenario converges the data stores, the load
+callback's report (the real deploy after the release story is checked in
+test_release_story.py). The scenario converges the data stores, the load
 balancer and the registry, not the base role nor the exporters (other scenarios cover
 them): those roles' tags are skipped, every other task of deploy.yml runs.
 """
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-# Reads files on the controller; "lb" (one host) only makes the tests run once.
-testinfra_hosts = ["lb"]
+# Reads files on the controller; lb1 (one host) only makes the tests run once.
+testinfra_hosts = ["lb1"]
 
 WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "release"
 
 
 @pytest.fixture(scope="module")
 def check_run():
-    rc, _, stderr = (WORK / "deploy_check.rc").read_text().partition("\n")
+    rc, _unused, stderr = (WORK / "deploy_check.rc").read_text().partition("\n")
     text = (WORK / "deploy_check.json").read_text()
     try:
         report = json.loads(text)
@@ -39,7 +39,7 @@ def test_check_mode_succeeds(check_run):
 
 
 def test_check_mode_reports_no_change(check_run, playbooks):
-    _, _, report = check_run
+    _unused, _unused2, report = check_run
     assert playbooks.changed_tasks(report) == []
     assert {host: stats["changed"] for host, stats in report["stats"].items()} == dict.fromkeys(
         report["stats"], 0
@@ -48,7 +48,7 @@ def test_check_mode_reports_no_change(check_run, playbooks):
 
 def test_check_mode_reached_every_converged_role(check_run):
     # A run that skipped everything would also report no change.
-    _, _, report = check_run
+    _unused, _unused2, report = check_run
     roles = {
         task["task"]["name"].split(" : ")[0].rsplit(".", 1)[-1]
         for play in report["plays"]

@@ -59,3 +59,27 @@ def test_config_is_readable_only_by_root_and_the_service_group(host):
     assert config.mode == 0o640
     # API keys are stored as hashes only.
     assert "molecule-rel-api-key" not in config.content_string
+
+
+def test_nothing_left_behind_and_the_rolled_back_release_kept(host):
+    # 2.0.0 was rolled back from, then deploy.yml ran: it must still be there (issue 18).
+    releases = host.check_output("ls -A /opt/schema-registry/releases").split()
+    assert "2.0.0" in releases and "1.0.0" in releases, releases
+    assert not [name for name in releases if name.startswith(".")], releases
+    unfinished = host.run("find /opt/schema-registry/releases -maxdepth 2 -name .unfinished")
+    assert unfinished.stdout.strip() == "", unfinished.stdout
+    # no run lock left once every run ended
+    assert not host.file("/opt/schema-registry/run-lock.json").exists
+    # only artifacts of releases that are still installed stay in the cache
+    cached = host.check_output("ls -A /var/cache/schema-registry").split()
+    versions = {
+        m.group(1) for name in cached if (m := re.match(r"schema-registry-(.+)\.tar\.gz$", name))
+    }
+    assert versions <= set(releases), (cached, releases)
+
+
+def test_no_release_smoke_subject_is_listed(host):
+    # The gate's probe schemas are deleted permanently after each gate (issue 18).
+    listing = json.loads(host.check_output("curl -fsS http://127.0.0.1:8081/api/v1/subjects"))
+    smoke = [s for s in listing["subjects"] if s.startswith("release.smoke")]
+    assert smoke == [], smoke

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-# Plays run from the controller; "lb" (one host) runs them once and holds the socket.
-testinfra_hosts = ["lb"]
+# Plays run from the controller; lb1 runs them once and holds the socket.
+testinfra_hosts = ["lb1"]
 
 SOCKET = "/run/haproxy/admin.sock"
 BACKEND = "schema_registry"
@@ -26,7 +26,7 @@ SWITCH_PLAY = "Switch the registry hosts back"
 HOST_DRAIN = "Take the whole host out of HAProxy if another host's server is UP"
 HOST_CHECK = "Remember whether the host needs the rollback"
 HOST_SWITCH = "Pin, restart and wait until they serve"
-INSTANCE_DRAIN = "Take the instance out of HAProxy and let its requests finish"
+INSTANCE_DRAIN = "Take the instance out of every HAProxy and let its requests finish"
 ALL_SERVERS = {"registry1_a", "registry1_b", "registry2_a", "registry2_b"}
 
 

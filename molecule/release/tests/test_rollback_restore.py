@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-# Plays run from the controller; "lb" (one host) runs them once and has curl.
-testinfra_hosts = ["lb"]
+# Plays run from the controller; lb1 (one host) runs them once and has curl.
+testinfra_hosts = ["lb1"]
 
 API_KEY = "molecule-rel-api-key-0123456789abcdef"
 LB = "http://127.0.0.1:8080"

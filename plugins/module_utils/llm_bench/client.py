@@ -12,12 +12,14 @@ moment Python sees the bytes, before any parsing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import socket
 import ssl
 import time
-from urllib.parse import urlsplit
+import urllib.request
+from urllib.parse import unquote, urlsplit
 
 from .prompts import approx_tokens
 from .sse import INTERPRETERS, SSEDecoder, StreamError, StreamState
@@ -165,7 +167,7 @@ class _Response(asyncio.Protocol):
             raise StreamError("malformed_response", f"bad status line {lines[0]!r}") from exc
         headers = {}
         for line in lines[1:]:
-            name, _, value = line.partition(":")
+            name, _unused, value = line.partition(":")
             headers[name.strip().lower()] = value.strip().lower()
         if self.status == 100:
             return True
@@ -180,7 +182,7 @@ class _Response(asyncio.Protocol):
         else:
             self._state = "eof"
             self.keep_alive = False
-        self.exchange.head(self.status)
+        self.exchange.head(self.status, headers.get("content-type", ""))
         return True
 
 
@@ -205,6 +207,69 @@ class Pool:
                 self.ssl.verify_mode = ssl.CERT_NONE
         self._idle: list[_Response] = []
         self.opened = 0
+        # HTTP(S)_PROXY / NO_PROXY as every HTTP client reads them: plain http goes to
+        # the proxy with absolute URLs, https through a CONNECT tunnel.
+        self.proxy = proxy_for(self.tls, self.host, self.port)
+        self.target_prefix = ""
+        self.proxy_headers: dict[str, str] = {}
+        if self.proxy is not None:
+            auth = self.proxy.get("auth")
+            if auth:
+                self.proxy_headers["Proxy-Authorization"] = auth
+            if not self.tls:
+                self.target_prefix = f"http://{self.host_header}"
+
+    @property
+    def where(self) -> str:
+        via = f" via proxy {self.proxy['host']}:{self.proxy['port']}" if self.proxy else ""
+        return f"{self.host}:{self.port}{via}"
+
+    async def _open(self) -> _Response:
+        loop = asyncio.get_running_loop()
+        if self.proxy is None:
+            _unused, conn = await loop.create_connection(
+                _Response, self.host, self.port, ssl=self.ssl
+            )
+        elif not self.tls:
+            _unused, conn = await loop.create_connection(
+                _Response, self.proxy["host"], self.proxy["port"]
+            )
+        else:
+            sock = await self._tunnel(loop)
+            _unused, conn = await loop.create_connection(
+                _Response, sock=sock, ssl=self.ssl, server_hostname=self.host
+            )
+        return conn
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        """A socket to the target through the proxy's CONNECT method."""
+        infos = await loop.getaddrinfo(
+            self.proxy["host"], self.proxy["port"], type=socket.SOCK_STREAM
+        )
+        family, kind, proto, _unused_name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+            target = f"{self.host}:{self.port}"
+            head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n" + "".join(
+                f"{k}: {v}\r\n" for k, v in self.proxy_headers.items()
+            )
+            await loop.sock_sendall(sock, head.encode() + b"\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                data = await loop.sock_recv(sock, 4096)
+                if not data or len(answer) > _MAX_HEAD:
+                    raise ConnectionError(f"proxy closed the CONNECT to {target}")
+                answer += data
+            status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = status_line.split(" ", 2)
+            if len(parts) < 2 or parts[1] != "200":
+                raise ConnectionError(f"proxy refused CONNECT to {target}: {status_line!r}")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def idle(self) -> _Response | None:
         """An open idle connection, or None; without a trip through the event loop
@@ -219,8 +284,7 @@ class Pool:
         conn = self.idle()
         if conn is not None:
             return conn, False
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Response, self.host, self.port, ssl=self.ssl)
+        conn = await self._open()
         self.opened += 1
         return conn, True
 
@@ -232,14 +296,8 @@ class Pool:
         missing = count - sum(1 for conn in self._idle if not conn.closed)
         if missing <= 0:
             return 0
-        loop = asyncio.get_running_loop()
-
-        async def one() -> _Response:
-            _, conn = await loop.create_connection(_Response, self.host, self.port, ssl=self.ssl)
-            return conn
-
         opened = await asyncio.gather(
-            *(asyncio.wait_for(one(), timeout_s) for _ in range(missing)),
+            *(asyncio.wait_for(self._open(), timeout_s) for _attempt in range(missing)),
             return_exceptions=True,
         )
         fresh = [conn for conn in opened if isinstance(conn, _Response)]
@@ -261,6 +319,24 @@ class Pool:
         self._idle.clear()
 
 
+def proxy_for(tls: bool, host: str, port: int) -> dict | None:
+    """The proxy for this target from HTTPS_PROXY/HTTP_PROXY unless NO_PROXY names it."""
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get("https" if tls else "http")
+    if not url or urllib.request.proxy_bypass_environment(f"{host}:{port}", proxies):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"proxy {url!r}: only http:// proxies are supported")
+    proxy = {"host": parts.hostname, "port": parts.port or 80, "auth": None}
+    if parts.username is not None:
+        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        proxy["auth"] = "Basic " + base64.b64encode(user.encode()).decode()
+    return proxy
+
+
 class Exchange:
     """One request and what came back; ``result()`` is the per-request record."""
 
@@ -269,10 +345,12 @@ class Exchange:
         self.decoder = SSEDecoder()
         self.state = StreamState()
         self.status = 0
+        self.content_type = ""
         self.error_body = b""
 
-    def head(self, status: int) -> None:
+    def head(self, status: int, content_type: str = "") -> None:
         self.status = status
+        self.content_type = content_type
 
     def whole_event(self, payload: bytes, ts: int) -> bool:
         """Take a chunk that is exactly one ``data: ...`` event; False (nothing done)
@@ -317,7 +395,8 @@ def build_request(cfg: dict, pool: Pool, prompt: str) -> bytes:
     elif cfg["api_key"]:
         headers["Authorization"] = f"Bearer {cfg['api_key']}"
     headers.update(cfg["headers"])
-    path = pool.prefix + cfg["endpoint_path"]
+    headers.update(pool.proxy_headers if not pool.tls else {})
+    path = pool.target_prefix + pool.prefix + cfg["endpoint_path"]
     head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return head.encode() + b"\r\n" + payload
 
@@ -330,6 +409,27 @@ def _error_type(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
     return "connection"
+
+
+def describe_error(exc: BaseException, where: str) -> str:
+    """A message that says what went wrong and what to do about it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS: the certificate of {where} is not trusted ({exc.verify_message}); "
+            "give ca_file (the CA that signed it), or validate_certs: false for a test server"
+        )
+    if isinstance(exc, ssl.SSLError):
+        if getattr(exc, "reason", None) in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE"):
+            return (
+                f"TLS: {where} does not speak TLS on this port "
+                "(a plain http:// server behind an https:// base_url?)"
+            )
+        return f"TLS handshake with {where} failed: {exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where} (nothing listens there)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {where}: {exc.strerror}"
+    return str(exc)
 
 
 async def send(
@@ -365,7 +465,10 @@ async def send(
         error = ("deadline", "run deadline reached before the request finished")
     except (StreamError, OSError, TimeoutError, ssl.SSLError) as exc:
         kind = _error_type(exc)
-        text = f"no complete answer within {timeout_s:g}s" if kind == "timeout" else str(exc)
+        if kind == "timeout":
+            text = f"no complete answer within {timeout_s:g}s"
+        else:
+            text = describe_error(exc, pool.where)
         error = (kind, text[:300])
     finally:
         if conn is not None:
@@ -381,20 +484,33 @@ def _record(exchange: Exchange, prompt: str, timing: dict, error: tuple[str, str
     if error is None and status >= 300:
         snippet = exchange.error_body.decode("utf-8", "replace")[:200]
         error = (f"http_{status}", f"HTTP {status}: {snippet}")
+    if (
+        error is None
+        and state.finish_reason is None
+        and not exchange.content_type.startswith("text/event-stream")
+    ):
+        error = (
+            "not_event_stream",
+            "the server answered the streaming request with a complete "
+            f"{exchange.content_type or 'untyped'} body, not an event stream "
+            "(it ignored stream: true)",
+        )
     if error is None and state.finish_reason is None:
         error = ("incomplete_stream", "stream ended without a finish reason")
     ts = state.content_ns
     ttft = (ts[0] - sent_ns) / 1e9 if ts else None
     e2e = (ts[-1] - sent_ns) / 1e9 if ts else None
     itl = [(b - a) / 1e9 for a, b in itertools.pairwise(ts)]
+    # Without usage: an estimate here; tokens.finalize replaces it with an exact count
+    # (tokenizer, tokenize endpoint) after the run when one exists.
     if state.usage_out is not None:
         out_tokens, out_source = state.usage_out, "usage"
     else:
-        out_tokens, out_source = approx_tokens("x" * state.output_chars), "approx"
+        out_tokens, out_source = approx_tokens("x" * state.output_chars), "estimate"
     if state.usage_in is not None:
         in_tokens, in_source = state.usage_in, "usage"
     else:
-        in_tokens, in_source = approx_tokens(prompt), "approx"
+        in_tokens, in_source = approx_tokens(prompt), "estimate"
     tpot = None
     if ttft is not None and out_tokens > 1:
         tpot = (e2e - ttft) / (out_tokens - 1)
@@ -417,4 +533,7 @@ def _record(exchange: Exchange, prompt: str, timing: dict, error: tuple[str, str
         "http_status": status or None,
         "error_type": error[0] if error else None,
         "error": error[1] if error else None,
+        # Texts for exact counting after the run (removed by tokens.finalize).
+        "_prompt": prompt if in_source != "usage" else "",
+        "_output": "".join(state.texts) if out_source != "usage" else "",
     }

@@ -47,7 +47,14 @@ DEFAULTS = {
     "goodput": {},
     "provider": "openai",
     "endpoint": "default",
+    "tokenizer_file": None,
+    "tokenize_api": "auto",
 }
+TOKENIZE_APIS = ("auto", "vllm", "llamacpp", "none")
+# Far above what one client host can drive well (the client opens one connection per
+# stream); a larger figure is almost always a typo.
+MAX_CONCURRENCY = 4096
+MAX_RATE = 5000.0
 GOODPUT_KEYS = ("ttft_s", "tpot_s", "e2e_s")
 MAX_WORKERS = 64
 
@@ -77,7 +84,7 @@ def _check_url(cfg: dict) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base_url must be an http:// or https:// URL, got {url!r}")
     try:
-        _ = parts.port
+        _unused = parts.port
     except ValueError as exc:
         raise ConfigError(f"base_url has a bad port: {url!r}") from exc
 
@@ -128,6 +135,13 @@ def _check_load(cfg: dict) -> None:
         raise ConfigError("event_loop uvloop: the uvloop package is not installed on this host")
     if cfg["mode"] == "concurrency" and not cfg["concurrency"]:
         raise ConfigError("mode concurrency needs concurrency > 0")
+    if cfg["concurrency"] > MAX_CONCURRENCY:
+        raise ConfigError(
+            f"concurrency {cfg['concurrency']} is above the sane maximum {MAX_CONCURRENCY} "
+            "for one client host (one connection per stream): run several bench hosts"
+        )
+    if cfg["rate"] is not None and cfg["rate"] > MAX_RATE:
+        raise ConfigError(f"rate {cfg['rate']:g}/s is above the sane maximum {MAX_RATE:g}/s")
     if cfg["mode"] != "concurrency" and cfg["rate"] is None:
         raise ConfigError(f"mode {cfg['mode']} needs rate (requests per second)")
 
@@ -159,6 +173,12 @@ def validate(raw: dict) -> dict:
             raise ConfigError(f"goodput.{key} must be a positive number of seconds")
     _check_prompts(cfg)
     _check_load(cfg)
+    if cfg["tokenize_api"] not in TOKENIZE_APIS:
+        raise ConfigError(
+            f"tokenize_api must be one of {', '.join(TOKENIZE_APIS)}, got {cfg['tokenize_api']!r}"
+        )
+    if cfg["tokenizer_file"] is not None and not isinstance(cfg["tokenizer_file"], str):
+        raise ConfigError("tokenizer_file must be a path")
     if cfg["endpoint_path"] is None:
         cfg["endpoint_path"] = APIS[cfg["api"]]
     return cfg

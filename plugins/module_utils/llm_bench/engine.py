@@ -36,6 +36,29 @@ def check_outputs(outputs: dict) -> dict:
     return merged
 
 
+def failure(
+    run: dict, summary: dict, fail_on_error_rate: float | None, allow_no_success: bool = False
+) -> str | None:
+    """Why this run counts as failed, or None. A run that measured nothing (no request
+    succeeded) fails unless allow_no_success; fail_on_error_rate limits partial failure."""
+    errors = summary["errors_by_type"]
+    if not summary["succeeded"] and not allow_no_success:
+        first = next((r["error"] for r in run["requests"] if r.get("error")), None)
+        return (
+            f"no request succeeded ({summary['requests']} sent, "
+            f"{summary.get('not_sent', 0)} not sent): errors by type {errors}"
+            + (f"; first error: {first}" if first else "")
+        )
+    if fail_on_error_rate is not None and summary["requests"]:
+        rate = summary["failed"] / summary["requests"]
+        if rate > fail_on_error_rate:
+            return (
+                f"error rate {rate:.1%} is above fail_on_error_rate "
+                f"{fail_on_error_rate:.1%}: errors by type {errors}"
+            )
+    return None
+
+
 def labels_of(cfg: dict) -> dict:
     return {"provider": cfg["provider"], "model": cfg["model"], "endpoint": cfg["endpoint"]}
 

@@ -2,10 +2,11 @@
 hosts lack it), pushed to a Pushgateway or written for node_exporter's textfile
 collector.
 
-Names and buckets are the ones in SPEC.md section 2 (the dashboard and alerts use
-them). With a state file the counters and histograms keep growing across runs like
-a long-lived exporter's would, so ``rate()`` and ``histogram_quantile()`` over the
-pushed series mean what they usually mean.
+Names and buckets are the ones the llm-latency-overview dashboard
+(roles/grafana/files/dashboards/) and the alert rules use. With a state file the
+counters and histograms keep growing across runs like a long-lived exporter's would,
+so ``rate()`` and ``histogram_quantile()`` over the pushed series mean what they
+usually mean.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ HELP = {
     "llm_tpot_seconds": "Time per output token after the first: (e2e - ttft) / (tokens - 1).",
     "llm_requests_total": "Benchmark requests by outcome (status=success|error).",
     "llm_request_errors_total": "Failed benchmark requests by error type.",
-    "llm_tokens_generated_total": "Output tokens of successful requests.",
-    "llm_tokens_prompt_total": "Prompt tokens of successful requests.",
+    "llm_tokens_generated_total": "Output tokens of successful requests, by how they were "
+    "counted (token_count_source: usage, tokenizer, tokenize_endpoint or estimate).",
+    "llm_tokens_prompt_total": "Prompt tokens of successful requests, by how they were "
+    "counted (token_count_source: usage, tokenizer, tokenize_endpoint or estimate).",
     "llm_benchmark_last_run_timestamp_seconds": "Unix time the last benchmark run ended.",
     "llm_benchmark_scheduling_lag_seconds": "How late the client sent requests compared "
     "to its plan, in the last run.",
@@ -79,6 +82,18 @@ COUNTERS = (
     "llm_tokens_prompt_total",
 )
 LABELS = ("provider", "model", "endpoint")
+# The client's error types (http_<status> ones come as they are seen).
+ERROR_TYPES = (
+    "connection",
+    "deadline",
+    "incomplete_stream",
+    "malformed_chunk",
+    "malformed_response",
+    "not_event_stream",
+    "stream_error",
+    "timeout",
+    "tls",
+)
 
 
 def _key(labels: dict) -> str:
@@ -137,11 +152,28 @@ def accumulate(state: dict, run: dict, labels: dict) -> dict:
 
     bump("llm_requests_total", ("status", "success"), len(ok))
     bump("llm_requests_total", ("status", "error"), len(records) - len(ok))
+    # Every known error type exists from the first run on (at 0): a series that
+    # appears with its first errors has no rate() yet, and the error alert would
+    # miss the first failing run.
+    for error_type in ERROR_TYPES:
+        bump("llm_request_errors_total", ("error_type", error_type), 0)
     for record in records:
         if record["error_type"]:
             bump("llm_request_errors_total", ("error_type", record["error_type"]), 1)
-    bump("llm_tokens_generated_total", None, sum(r["output_tokens"] for r in ok))
-    bump("llm_tokens_prompt_total", None, sum(r["input_tokens"] for r in ok))
+    # One series per way of counting (token_count_source=usage|tokenizer|
+    # tokenize_endpoint|estimate): an estimate never passes for a count; sum by the
+    # other labels for the total.
+    for name, field in (
+        ("llm_tokens_generated_total", "output_tokens"),
+        ("llm_tokens_prompt_total", "input_tokens"),
+    ):
+        by_source: dict[str, int] = {}
+        for record in ok:
+            # records written before sources were kept (merged old results) say so
+            source = record.get(field + "_source", "unknown")
+            by_source[source] = by_source.get(source, 0) + record[field]
+        for source, amount in sorted(by_source.items()):
+            bump(name, ("token_count_source", source), amount)
     return state
 
 

@@ -31,7 +31,7 @@ def synthetic(count: int, tokens: int, seed: int) -> list[str]:
     rng = random.Random(seed)  # noqa: S311 - prompt text, not security
     prompts = []
     for i in range(count):
-        words = [rng.choice(_WORDS) for _ in range(max(tokens - 1, 0))]
+        words = [rng.choice(_WORDS) for _attempt in range(max(tokens - 1, 0))]
         prompts.append(" ".join([str(i), *words]))
     return prompts
 

@@ -155,6 +155,15 @@ def to_html(run: dict, summary: dict, settings: dict) -> str:
         ),
     ]
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.get("started_at", 0)))
+    counted = (
+        f"Output tokens: {html.escape(str(summary.get('output_tokens_source')))}; "
+        f"prompt tokens: {html.escape(str(summary.get('input_tokens_source')))}."
+    )
+    if summary.get("output_tokens_approximate") or summary.get("input_tokens_approximate"):
+        counted += (
+            " <strong>Token counts marked estimate are approximate (4 characters a "
+            "token): no usage, tokenizer or tokenize endpoint was available.</strong>"
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>LLM latency benchmark</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
@@ -162,7 +171,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{text-align:le
 figure{{display:inline-block;margin:1em}}</style></head><body>
 <h1>LLM latency benchmark</h1>
 <p>Host(s) {html.escape(str(run.get("host")))}, started {started}.
-Latencies of successful requests, in milliseconds.</p>
+Latencies of successful requests, in milliseconds. {counted}</p>
 <table><tr><th>metric</th><th>n</th><th>mean</th><th>min</th><th>p50</th><th>p90</th>
 <th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>{"".join(rows)}</table>
 <h2>Plots</h2>{"".join(plots)}

@@ -16,17 +16,22 @@ import math
 import multiprocessing
 import os
 import random
+import resource
 import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
+from typing import Optional
+from urllib.parse import urlsplit
 
 from . import config as config_mod
 from . import loops
 from . import prompts as prompts_mod
-from .client import Pool, build_request, send
+from . import tokens as tokens_mod
+from .client import Pool, build_request, proxy_for, send
 
-ProgressFn = Callable[[int, int | None], None]
+# Optional: evaluated at import, and ansible-test's pylint reads target code as Python 3.8.
+ProgressFn = Callable[[int, Optional[int]], None]  # noqa: UP045
 _PROGRESS_EVERY_S = 0.25
 _START_DELAY_NS = 30_000_000  # time for every worker to get the start message
 _WORKER_GRACE_S = 10.0
@@ -95,8 +100,38 @@ def make_shards(cfg: dict) -> list[dict]:
     return shards
 
 
+_FD_MARGIN = 64  # files a worker holds besides its connections (pipes, logs, imports)
+
+
+def check_limits(cfg: dict) -> None:
+    """Refuse up front what cannot work on this host: more streams per worker than the
+    open-file limit allows (each stream is a connection), or a proxy we cannot use."""
+    shards = make_shards(cfg)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if cfg["mode"] == "concurrency":
+        per_worker = max(s["concurrency"] for s in shards)
+        what = f"concurrency {cfg['concurrency']} over {len(shards)} worker(s)"
+    else:  # in flight at most: every request of the timeout window
+        in_flight = math.ceil(cfg["rate"] * cfg["request_timeout_s"])
+        per_worker = math.ceil(in_flight / len(shards))
+        what = f"rate {cfg['rate']:g}/s with request_timeout_s {cfg['request_timeout_s']:g}"
+    need = per_worker + _FD_MARGIN
+    if soft != resource.RLIM_INFINITY and need > soft:
+        raise config_mod.ConfigError(
+            f"{what} needs up to {need} open files per worker process, but the open-file "
+            f"limit (RLIMIT_NOFILE) here is {soft}: lower the concurrency, add workers, or "
+            "raise the limit (ulimit -n, systemd LimitNOFILE=)"
+        )
+    parts = urlsplit(cfg["base_url"])
+    try:
+        proxy_for(parts.scheme == "https", parts.hostname or "", parts.port or 0)
+    except ValueError as exc:
+        raise config_mod.ConfigError(str(exc)) from exc
+
+
 def plan(cfg: dict) -> dict:
     """What a run would do, without sending anything (check mode)."""
+    check_limits(cfg)
     shards = make_shards(cfg)
     offsets = planned_offsets_ns(cfg)
     out = {
@@ -169,14 +204,14 @@ class _Shard:
                 )
             return done
 
-        results = await asyncio.gather(*(lane() for _ in range(width)))
+        results = await asyncio.gather(*(lane() for _attempt in range(width)))
         return sum(1 for lane_records in results for r in lane_records if r["error_type"])
 
     async def measured(self, t0_ns: int, deadline_ns: int) -> None:
         runner = self._rate if "offsets" in self.shard else self._concurrency
         main = asyncio.ensure_future(runner(t0_ns, deadline_ns))
         timeout = max(deadline_ns - time.perf_counter_ns(), 0) / 1e9
-        done, _ = await asyncio.wait({main}, timeout=timeout)
+        done, _unused = await asyncio.wait({main}, timeout=timeout)
         if not done:
             self.stopping = True
             for task in list(self.tasks):
@@ -228,7 +263,7 @@ class _Shard:
         delay = (t0_ns - time.perf_counter_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        for _ in range(shard["concurrency"]):
+        for _attempt in range(shard["concurrency"]):
             task = asyncio.ensure_future(slot())
             self.tasks.add(task)
         await asyncio.gather(*self.tasks)
@@ -303,7 +338,7 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         loop = asyncio.get_running_loop()
         start: asyncio.Future = loop.create_future()
         loop.add_reader(conn.fileno(), lambda: start.done() or start.set_result(conn.recv()))
-        _, t0, deadline = await start
+        _unused, t0, deadline = await start
         loop.remove_reader(conn.fileno())
         # uvloop's add_reader left the pipe non-blocking: a large result would fail
         # with EAGAIN in send().
@@ -447,6 +482,8 @@ def _cpu_share(parts: list[dict]) -> float | None:
 
 def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
     """Run a validated config; returns the raw run (per-request records and facts)."""
+    check_limits(cfg)
+    counters = tokens_mod.counters(cfg)  # a bad tokenizer_file fails before sending
     prompts = _prompts_for(cfg)
     shards = make_shards(cfg)
     offsets = planned_offsets_ns(cfg)
@@ -465,7 +502,9 @@ def run(cfg: dict, progress: ProgressFn | None = None) -> dict:
     host = socket.gethostname()
     for record in records:
         record["host"] = host
+    counting = tokens_mod.finalize(cfg, records, counters)
     return {
+        **counting,
         "host": host,
         "started_at": wall_start,
         "workers": len(shards),

@@ -1,8 +1,8 @@
 """Server-sent events: an incremental decoder and the per-API stream interpreters.
 
-Definitions (SPEC.md section 2): a chunk "carries content" only when it holds
-generated text (a role-only first chunk does not); a stream without a finish reason
-is incomplete, whatever its end looks like.
+Definitions (README.md, "Definitions used by the LLM benchmark"): a chunk "carries
+content" only when it holds generated text (a role-only first chunk does not); a
+stream without a finish reason is incomplete, whatever its end looks like.
 """
 
 from __future__ import annotations
@@ -60,11 +60,20 @@ class SSEDecoder:
 class StreamState:
     """What the client learns from one response stream, API independent."""
 
-    __slots__ = ("content_ns", "done", "finish_reason", "output_chars", "usage_in", "usage_out")
+    __slots__ = (
+        "content_ns",
+        "done",
+        "finish_reason",
+        "output_chars",
+        "texts",
+        "usage_in",
+        "usage_out",
+    )
 
     def __init__(self) -> None:
         self.content_ns: list[int] = []
         self.output_chars = 0
+        self.texts: list[str] = []  # the generated text, counted after the run
         self.finish_reason: str | None = None
         self.usage_in: int | None = None
         self.usage_out: int | None = None
@@ -74,6 +83,7 @@ class StreamState:
         if text:
             self.content_ns.append(ts)
             self.output_chars += len(text)
+            self.texts.append(text)
 
 
 _raw_decode = json.JSONDecoder().raw_decode

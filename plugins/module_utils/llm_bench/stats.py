@@ -51,6 +51,11 @@ def _achieved_rate(records: list[dict]) -> float | None:
     return (len(sends) - 1) / (sends[-1] - sends[0])
 
 
+def _sources(records: list[dict], key: str) -> str | None:
+    found = sorted({r[key] for r in records})
+    return ",".join(found) if found else None
+
+
 def summarize(run: dict, goodput: dict | None = None, rate: float | None = None) -> dict:
     """The summary of a run (one host or merged)."""
     records = run["requests"]
@@ -73,8 +78,13 @@ def summarize(run: dict, goodput: dict | None = None, rate: float | None = None)
         "scheduling_lag_s": describe([r["lag_s"] for r in records]),
         "output_tokens": out_tokens,
         "input_tokens": in_tokens,
-        "output_tokens_approximate": any(r["output_tokens_source"] != "usage" for r in ok),
-        "input_tokens_approximate": any(r["input_tokens_source"] != "usage" for r in ok),
+        # How the counts were obtained: usage, tokenizer, tokenize_endpoint, estimate
+        # (several, comma-separated, when requests differed); approximate when any
+        # request's count is an estimate.
+        "output_tokens_source": _sources(ok, "output_tokens_source"),
+        "input_tokens_source": _sources(ok, "input_tokens_source"),
+        "output_tokens_approximate": any(r["output_tokens_source"] == "estimate" for r in ok),
+        "input_tokens_approximate": any(r["input_tokens_source"] == "estimate" for r in ok),
         "request_throughput": len(ok) / duration if duration else 0.0,
         "output_token_throughput": out_tokens / duration if duration else 0.0,
         "total_token_throughput": (out_tokens + in_tokens) / duration if duration else 0.0,

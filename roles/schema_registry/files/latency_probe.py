@@ -16,7 +16,7 @@ def main() -> None:
     if not args.url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise SystemExit("latency_probe: only loopback URLs are probed")
     samples = []
-    for _ in range(args.count):
+    for _attempt in range(args.count):
         start = time.monotonic()
         with urllib.request.urlopen(args.url, timeout=5) as response:  # noqa: S310 - loopback only
             response.read()

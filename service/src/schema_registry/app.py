@@ -29,11 +29,11 @@ from schema_registry import logs, metrics
 from schema_registry._version import BROKEN, __version__
 from schema_registry.cache import SchemaCache
 from schema_registry.config import COMPATIBILITY_MODES, Config, load_config
+from schema_registry.dbha import DatabaseState, DatabaseUnavailable, Prober, retry_write
 from schema_registry.errors import ApiError
-from schema_registry.formats import FORMAT_ALIASES
-from schema_registry.migrations_runner import known_versions
+from schema_registry.formats import FORMAT_ALIASES, json_schema
 from schema_registry.registry import STATES, Registry, check_subject, parse_version, represent
-from schema_registry.store import Store, make_pool
+from schema_registry.store import Store, connection_kwargs, make_pool
 
 log = logging.getLogger("schema_registry.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -124,26 +124,76 @@ class Observability:
                 )
 
 
+class KeepAlive:
+    """Starlette re-raises an unhandled error after answering it with a 500, and the
+    server then drops the client's keep-alive connection: the error stops here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # answered (and logged) by internal_error already
+                return
+            log.exception("unhandled error", extra={"request_id": scope.get("request_id")})
+            error = ApiError(
+                500, "INTERNAL_ERROR", "internal error; see the log for the request id"
+            )
+            await json_response(error.body(scope.get("request_id", "-")), 500)(scope, receive, send)
+
+
 class Service:
     """Everything a request handler needs, built once per worker."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.db = DatabaseState()
         self.pool = make_pool(
             config.database_url,
             config.pool_min,
             config.pool_max,
             config.db_connect_timeout,
             config.db_pool_timeout,
+            state=self.db,
+            tcp_user_timeout=config.db_tcp_user_timeout,
+            keepalives_idle=config.db_keepalives_idle,
+        )
+        # Its own connections, so it answers while the pool waits; libpq tries each host
+        # of a multi-host URL for connect_timeout, hence the deadline.
+        hosts = max(1, config.database_url.split("/")[2].count(",") + 1)
+        self.prober = Prober(
+            self.pool,
+            config.database_url,
+            connection_kwargs(
+                config.db_connect_timeout, config.db_tcp_user_timeout, config.db_keepalives_idle
+            ),
+            deadline=hosts * max(2.0, config.db_connect_timeout) + 1,
         )
         self.store = Store(self.pool)
         self.registry = Registry(self.store, config.default_compatibility)
+        json_schema.set_default_draft(config.json_schema_default_draft)
         self.cache = SchemaCache(
             config.redis_url,
             config.redis_ttl_seconds,
             config.redis_timeout,
             config.local_cache_ttl,
             config.local_cache_entries,
+            sentinels=config.redis_sentinels,
+            sentinel_master=config.redis_sentinel_master,
+            sentinel_username=config.redis_sentinel_username,
+            sentinel_password=config.redis_sentinel_password,
         )
         self.key_names = {key.sha256: key.name for key in config.api_keys}
         self.openapi: bytes | None = None
@@ -189,9 +239,11 @@ class Service:
         """A schema with its content as stored (canonical text), for validate/compare."""
         record = orjson.loads(await self.schema_body(schema_id))
         schema = record["schema"]
+        # JSON and Avro content is JSON text: a primitive Avro schema ("int") comes
+        # back as a JSON string and must be dumped again, not used as the text.
         record["content"] = (
             schema
-            if isinstance(schema, str)
+            if record["format"] == "PROTOBUF"
             else orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
         )
         major, minor, patch = (int(p) for p in record["version"].split("."))
@@ -309,30 +361,18 @@ async def ready(request: Request) -> Response:
             },
             503,
         )
-    try:
-        async with asyncio.timeout(2):
-            applied = await service.store.applied_migrations()
-    except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
-        return json_response(
-            {
-                "status": "not_ready",
-                "version": __version__,
-                "reason": f"database unavailable: {type(exc).__name__}",
-            },
-            503,
-        )
-    missing = [v for v in known_versions() if v not in applied]
-    if missing:
-        return json_response(
-            {
-                "status": "not_ready",
-                "version": __version__,
-                "reason": "database migrations pending: " + ", ".join(missing),
-                "pending_migrations": missing,
-            },
-            503,
-        )
-    return json_response({"status": "ready", "version": __version__})
+    if service.db.available:
+        # Ask now (migrations may have been applied since the last probe); a failure
+        # opens the circuit and the answer comes from the last successful contact.
+        try:
+            async with asyncio.timeout(0.5):
+                service.db.reached(await service.store.applied_migrations())
+        except TimeoutError:
+            service.db.wake.set()  # slow or saturated: let the probe find out which
+        except (psycopg.Error, PoolTimeout):
+            pass
+    status, body = service.db.readiness()
+    return json_response({**body, "version": __version__}, status)
 
 
 async def openapi(request: Request) -> Response:
@@ -349,7 +389,12 @@ async def register_schema(request: Request) -> Response:
     service = _service(request)
     actor = service.authorize(request, write=True)
     body = await read_json(request)
-    row, created = await service.registry.register(body, actor)
+    # Idempotent on identical content, so retried through a primary change (bounded).
+    row, created = await retry_write(
+        service.db,
+        lambda: service.registry.register(body, actor),
+        service.config.db_write_retry_seconds,
+    )
     payload = {
         "id": str(row["id"]),
         "subject": row["subject"],
@@ -416,6 +461,7 @@ async def delete_schema(request: Request) -> Response:
         raise ApiError(400, "INVALID_ID", "schema id must be a UUID", {"id": schema_id})
     schema_id = schema_id.lower()
     permanent = _query_bool(request, "permanent")
+    await _refuse_if_referenced(service, schema_id)
     if not await service.store.delete(schema_id, permanent, actor):
         raise ApiError(404, "SCHEMA_NOT_FOUND", f"no schema with id {schema_id}")
     await service.cache.invalidate(schema_id)
@@ -427,7 +473,8 @@ async def validate_data(request: Request) -> Response:
     service.authorize(request, write=False)
     record = await service.schema_record(request.path_params["schema_id"])
     data = await read_json(request)
-    errors = service.registry.validate(record["format"], record["content"], data)
+    refs = await service.registry.stored_refs(record)
+    errors = service.registry.validate(record["format"], record["content"], data, refs)
     return json_response({"is_valid": not errors, "errors": errors})
 
 
@@ -450,7 +497,8 @@ async def check_compatibility(request: Request) -> Response:
             f"mode must be one of {', '.join(COMPATIBILITY_MODES)}",
             {"field": "mode"},
         )
-    violations = service.registry.compare(new, old, mode)
+    refs = (await service.registry.stored_refs(new), await service.registry.stored_refs(old))
+    violations = service.registry.compare(new, old, mode, refs)
     with contextlib.suppress(psycopg.Error, PoolTimeout):
         await service.store.record_check(new["id"], old["id"], mode, not violations, violations)
     return json_response({"is_compatible": not violations, "mode": mode, "violations": violations})
@@ -490,6 +538,50 @@ async def subject_version(request: Request) -> Response:
     raise ApiError(404, "VERSION_NOT_FOUND", f"{subject} has no version {wanted}")
 
 
+# --- schema references ------------------------------------------------------------------
+def _reference_view(row: dict[str, Any]) -> dict[str, Any]:
+    version = row.get("version") or (
+        f"{row['version_major']}.{row['version_minor']}.{row['version_patch']}"
+    )
+    return {
+        "name": row["name"],
+        "id": str(row["id"]),
+        "subject": row["subject"],
+        "version": version,
+    }
+
+
+async def _refuse_if_referenced(service: Service, schema_id: str) -> None:
+    dependents = await service.store.dependents(schema_id)
+    if dependents:
+        raise ApiError(
+            409,
+            "SCHEMA_REFERENCED",
+            f"schema {schema_id} is referenced by {len(dependents)} schema(s); delete those first",
+            {"dependents": [_reference_view(d) for d in dependents]},
+        )
+
+
+async def schema_dependents(request: Request) -> Response:
+    """The live schemas that reference this one (which block its deletion)."""
+    service = _service(request)
+    service.authorize(request, write=False)
+    record = await service.schema_record(request.path_params["schema_id"])
+    dependents = await service.store.dependents(record["id"])
+    return json_response(
+        {"id": record["id"], "dependents": [_reference_view(d) for d in dependents]}
+    )
+
+
+async def schema_references(request: Request) -> Response:
+    """What this schema references: name, subject, version and the id it resolved to."""
+    service = _service(request)
+    service.authorize(request, write=False)
+    record = await service.schema_record(request.path_params["schema_id"])
+    refs = await service.store.references(record["id"])
+    return json_response({"id": record["id"], "references": [_reference_view(r) for r in refs]})
+
+
 # --- errors -----------------------------------------------------------------------------
 def _request_id(request: Request) -> str:
     return request.scope.get("request_id", "-")
@@ -510,13 +602,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def database_error(request: Request, exc: Exception) -> Response:
     log.error("database unavailable: %s", exc, extra={"request_id": _request_id(request)})
+    reason = type(exc.__cause__ or exc).__name__
     error = ApiError(
         503,
         "DATABASE_UNAVAILABLE",
         "the database is unavailable; nothing was changed, retry later",
-        {"reason": type(exc).__name__},
+        {"reason": reason},
     )
-    return json_response(error.body(_request_id(request)), 503, {"Retry-After": "5"})
+    retry_after = "2" if isinstance(exc, DatabaseUnavailable) else "5"
+    return json_response(error.body(_request_id(request)), 503, {"Retry-After": retry_after})
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -534,6 +628,8 @@ ROUTES = [
     Route("/api/v1/schemas", list_schemas, methods=["GET"]),
     Route("/api/v1/schemas/{schema_id}", get_schema, methods=["GET"]),
     Route("/api/v1/schemas/{schema_id}", delete_schema, methods=["DELETE"]),
+    Route("/api/v1/schemas/{schema_id}/dependents", schema_dependents, methods=["GET"]),
+    Route("/api/v1/schemas/{schema_id}/references", schema_references, methods=["GET"]),
     Route("/api/v1/validate/{schema_id}", validate_data, methods=["POST"]),
     Route("/api/v1/compatibility/check", check_compatibility, methods=["POST"]),
     Route("/api/v1/subjects", list_subjects, methods=["GET"]),
@@ -552,6 +648,7 @@ def create_app(config: Config | None = None) -> ASGIApp:
         # wait=False: start even while the database is down; /ready tells the truth.
         await service.pool.open(wait=False)
         gauges = asyncio.create_task(service.update_pool_gauges())
+        prober = asyncio.create_task(service.prober.run())
         listener = asyncio.create_task(service.cache.listen_invalidations())
         metrics.BUILD_INFO.labels(__version__, str(BROKEN).lower()).set(1)
         log.info("worker started", extra={"version": __version__, "broken": BROKEN})
@@ -559,6 +656,7 @@ def create_app(config: Config | None = None) -> ASGIApp:
             yield
         finally:
             gauges.cancel()
+            prober.cancel()
             listener.cancel()
             await service.pool.close()
             await service.cache.close()
@@ -577,4 +675,4 @@ def create_app(config: Config | None = None) -> ASGIApp:
         },
     )
     app.state.service = service
-    return Observability(app, config.body_limit_bytes, config.access_log)
+    return Observability(KeepAlive(app), config.body_limit_bytes, config.access_log)

@@ -7,6 +7,11 @@ published on a Redis channel so every worker of every instance evicts its memory
 at once; if Redis is down, the memory TTL bounds how long another worker may still
 serve the old entry. After a Redis error Redis is skipped for a short back-off, so a
 dead Redis costs one timeout per back-off period instead of one per request.
+
+With redis.sentinels, the master is found through Redis Sentinel (redis-py's Sentinel):
+every new connection asks the sentinels for the current master, and a connection to a
+master that was demoted or died is dropped, so the cache follows a failover by itself.
+The URL still gives the ACL user, password and database; its host and port are unused.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import time
 from collections import OrderedDict
 
 import redis.asyncio as redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from schema_registry import metrics
@@ -58,6 +65,30 @@ class LocalCache:
         self._entries.pop(key, None)
 
 
+def _sentinel_client(
+    url: str,
+    timeout: float,
+    *,
+    sentinels: tuple[tuple[str, int], ...],
+    master: str,
+    username: str | None,
+    password: str | None,
+) -> redis.Redis:
+    """A client of the current master of `master`, as the sentinels name it."""
+    parsed = parse_url(url)
+    auth = {k: parsed[k] for k in ("username", "password", "db") if k in parsed}  # type: ignore[literal-required]
+    sockets = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    sentinel_auth = {"username": username, "password": password} if password else {}
+    manager = Sentinel(
+        list(sentinels),
+        sentinel_kwargs={**sockets, **sentinel_auth},
+        retry_on_timeout=False,
+        **sockets,
+        **auth,
+    )
+    return manager.master_for(master)
+
+
 class SchemaCache:
     def __init__(
         self,
@@ -66,21 +97,33 @@ class SchemaCache:
         timeout: float,
         local_ttl_seconds: float = 1.0,
         local_max_entries: int = 10000,
+        *,
+        sentinels: tuple[tuple[str, int], ...] = (),
+        sentinel_master: str = "registry",
+        sentinel_username: str | None = None,
+        sentinel_password: str | None = None,
     ) -> None:
         self.ttl = ttl_seconds
         self.local = LocalCache(local_ttl_seconds, local_max_entries)
         self.enabled = url is not None
         self._down_until = 0.0
-        self._client = (
-            redis.from_url(
+        self._client: redis.Redis | None = None
+        if url and sentinels:
+            self._client = _sentinel_client(
+                url,
+                timeout,
+                sentinels=sentinels,
+                master=sentinel_master,
+                username=sentinel_username,
+                password=sentinel_password,
+            )
+        elif url:
+            self._client = redis.from_url(
                 url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry_on_timeout=False,
             )
-            if url
-            else None
-        )
 
     @staticmethod
     def key(schema_id: str) -> str:

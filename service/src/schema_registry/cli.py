@@ -3,19 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import getpass
 import hashlib
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from schema_registry._version import BROKEN, __version__
 from schema_registry.config import CONFIG_ENV, Config, load_config, redact_url
 from schema_registry.errors import ConfigError
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set by `serve` for its uvicorn workers: the pid of the process that must outlive them.
+PARENT_PID_ENV = "SCHEMA_REGISTRY_SERVE_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> bool:
+    """Make this process get ``sig`` when its parent dies (Linux PR_SET_PDEATHSIG).
+
+    A worker whose main process was killed hard (SIGKILL, and systemd could not kill the
+    rest of the control group) would otherwise live on holding the port, and every
+    restart would fail with "Address already in use". If the parent is gone already
+    (it died before this call), the signal is sent at once. Returns whether the death
+    signal is armed (False off Linux or when this process is the parent itself)."""
+    if parent_pid <= 0 or parent_pid == os.getpid() or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), sig)
+    return True
+
+
+def worker_app() -> Any:
+    """uvicorn's app factory for `serve`: arms the parent-death signal in each worker,
+    then builds the app (schema_registry.app.create_app)."""
+    exit_with_parent(int(os.environ.get(PARENT_PID_ENV, "0") or 0))
+    from schema_registry.app import create_app  # noqa: PLC0415 - in the worker only
+
+    return create_app()
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -57,8 +93,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     MultiProcessCollector(registry)
     start_http_server(config.metrics_port, config.metrics_host, registry=registry)
     metrics.BUILD_INFO.labels(__version__, str(BROKEN).lower()).set(1)
+    # Workers (separate processes when workers > 1) exit when this process dies.
+    os.environ[PARENT_PID_ENV] = str(os.getpid())
     uvicorn.run(
-        "schema_registry.app:create_app",
+        "schema_registry.cli:worker_app",
         factory=True,
         host=config.server_host,
         port=config.server_port,
@@ -103,6 +141,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 "workers": config.workers,
                 "database_url": redact_url(config.database_url),
                 "redis_url": redact_url(config.redis_url),
+                "redis_sentinels": [f"{host}:{port}" for host, port in config.redis_sentinels],
                 "api_keys": [key.name for key in config.api_keys],
                 "protect_reads": config.protect_reads,
             }

@@ -28,6 +28,7 @@ COMPATIBILITY_MODES = (
 )
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+JSON_SCHEMA_DRAFTS = ("draft-04", "draft-06", "draft-07", "draft-2019-09", "draft-2020-12")
 
 # Keys the file may hold, with their defaults (None: required or optional without default).
 _ALLOWED: dict[str, dict[str, Any]] = {
@@ -45,11 +46,22 @@ _ALLOWED: dict[str, dict[str, Any]] = {
         "pool_max": 20,
         "connect_timeout_seconds": 2.0,
         "pool_timeout_seconds": 5.0,
+        "tcp_user_timeout_seconds": 2.0,
+        "keepalives_idle_seconds": 2,
+        "write_retry_seconds": 15.0,
     },
-    "redis": {"url": None, "ttl_seconds": 3600, "timeout_seconds": 0.5},
+    "redis": {
+        "url": None,
+        "ttl_seconds": 3600,
+        "timeout_seconds": 0.5,
+        "sentinels": [],
+        "sentinel_master": "registry",
+        "sentinel_username": None,
+        "sentinel_password": None,
+    },
     "cache": {"local_ttl_seconds": 1.0, "local_max_entries": 10000},
     "auth": {"api_keys": [], "protect_reads": False},
-    "registry": {"default_compatibility": "BACKWARD"},
+    "registry": {"default_compatibility": "BACKWARD", "json_schema_default_draft": "draft-07"},
     "logging": {"level": "INFO", "access_log": True},
 }
 
@@ -83,8 +95,16 @@ class Config:
     api_keys: tuple[ApiKey, ...] = field(default_factory=tuple)
     protect_reads: bool = False
     default_compatibility: str = "BACKWARD"
+    json_schema_default_draft: str = "draft-07"
     log_level: str = "INFO"
     access_log: bool = True
+    db_tcp_user_timeout: float = 2.0
+    db_keepalives_idle: int = 2
+    db_write_retry_seconds: float = 15.0
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "registry"
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: str | None = None
 
 
 def _int(key: str, value: Any, low: int, high: int) -> int:
@@ -117,6 +137,66 @@ def _url(key: str, value: Any, schemes: tuple[str, ...]) -> str:
         allowed = ", ".join(s + "://" for s in schemes)
         raise ConfigError(f"{key}: must be a URL starting with one of {allowed}")
     return value
+
+
+def _database_url(value: Any) -> str:
+    url = _url("database.url", value, ("postgresql", "postgres"))
+    rest = url.split("://", 1)[1]
+    authority = re.split(r"[/?]", rest, maxsplit=1)[0]
+    hosts = authority.rsplit("@", 1)[-1]
+    count = len([h for h in hosts.split(",") if h])
+    if count > 1 and "target_session_attrs=read-write" not in url:
+        raise ConfigError(
+            f"database.url: lists {count} hosts but no target_session_attrs=read-write;"
+            " add ?target_session_attrs=read-write so writes reach the primary, not a standby"
+        )
+    if count == 0 and "host=" not in url:
+        raise ConfigError("database.url: names no host")
+    return url
+
+
+_SENTINEL_MASTER = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def _sentinels(value: Any) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError('redis.sentinels: must be a list of "host:port" strings')
+    found = []
+    for index, item in enumerate(value):
+        where = f"redis.sentinels[{index}]"
+        if not isinstance(item, str) or ":" not in item:
+            raise ConfigError(f'{where}: must be a "host:port" string, got {item!r}')
+        host, _, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or any(c in host for c in "/@ "):
+            raise ConfigError(f"{where}: {item!r} has no valid host")
+        found.append((host, _int(f"{where} port", port, 1, 65535)))
+    if len(set(found)) != len(found):
+        raise ConfigError("redis.sentinels: lists the same sentinel twice")
+    return tuple(found)
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a string")
+    return value
+
+
+def _check_redis(redis: dict[str, Any]) -> None:
+    master = redis["sentinel_master"]
+    if not isinstance(master, str) or not _SENTINEL_MASTER.match(master):
+        raise ConfigError("redis.sentinel_master: must be 1-128 letters, digits, '.', '_' or '-'")
+    if redis["sentinels"] and str(redis["url"]).startswith(("rediss://", "unix://")):
+        raise ConfigError("redis.sentinels: works with a redis:// URL only (no TLS, no socket)")
+    if redis["sentinels"] and redis["url"] is None:
+        raise ConfigError(
+            "redis.sentinels: needs redis.url too (its user, password and database are"
+            " used for the master Sentinel names; its host and port are not)"
+        )
 
 
 def _api_keys(value: Any) -> tuple[ApiKey, ...]:
@@ -197,6 +277,12 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         raise ConfigError(
             f"registry.default_compatibility: must be one of {', '.join(COMPATIBILITY_MODES)}"
         )
+    draft = registry["json_schema_default_draft"]
+    if draft not in JSON_SCHEMA_DRAFTS:
+        raise ConfigError(
+            "registry.json_schema_default_draft: must be one of "
+            f"{', '.join(JSON_SCHEMA_DRAFTS)}, got {draft!r}"
+        )
     level = logging["level"]
     if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"logging.level: must be one of {', '.join(_LOG_LEVELS)}")
@@ -210,6 +296,7 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
     pool_max = _int("database.pool_max", database["pool_max"], 1, 500)
     if pool_max < pool_min:
         raise ConfigError("database.pool_max: must be >= database.pool_min")
+    _check_redis(redis)
     config = Config(
         server_host=server["host"],
         server_port=_int("server.port", server["port"], 1, 65535),
@@ -221,7 +308,7 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         metrics_host=metrics["host"],
         metrics_port=_int("metrics.port", metrics["port"], 1, 65535),
         metrics_multiproc_dir=multiproc_dir,
-        database_url=_url("database.url", database["url"], ("postgresql", "postgres")),
+        database_url=_database_url(database["url"]),
         pool_min=pool_min,
         pool_max=pool_max,
         db_connect_timeout=_number(
@@ -246,8 +333,26 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         api_keys=_api_keys(auth["api_keys"]),
         protect_reads=_bool("auth.protect_reads", auth["protect_reads"]),
         default_compatibility=mode,
+        json_schema_default_draft=draft,
         log_level=level.upper(),
         access_log=_bool("logging.access_log", logging["access_log"]),
+        db_tcp_user_timeout=_number(
+            "database.tcp_user_timeout_seconds", database["tcp_user_timeout_seconds"], 0.5, 600
+        ),
+        db_keepalives_idle=_int(
+            "database.keepalives_idle_seconds", database["keepalives_idle_seconds"], 1, 3600
+        ),
+        db_write_retry_seconds=_number(
+            "database.write_retry_seconds", database["write_retry_seconds"], 0, 120
+        ),
+        redis_sentinels=_sentinels(redis["sentinels"]),
+        redis_sentinel_master=redis["sentinel_master"],
+        redis_sentinel_username=_optional_str(
+            "redis.sentinel_username", redis["sentinel_username"]
+        ),
+        redis_sentinel_password=_optional_str(
+            "redis.sentinel_password", redis["sentinel_password"]
+        ),
     )
     if config.server_port == config.metrics_port:
         raise ConfigError("metrics.port: must differ from server.port")

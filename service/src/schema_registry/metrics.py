@@ -58,3 +58,22 @@ REDIS_OPERATIONS = Counter(_P + "redis_operations_total", "Redis commands", ["co
 BUILD_INFO = Gauge(
     _P + "build_info", "Running release", ["version", "broken"], multiprocess_mode="max"
 )
+# Labelled (no value until a worker sets one): an unlabelled metric would also get a
+# value in the parent process of a multi-worker server, which never updates it.
+DB_AVAILABLE = Gauge(
+    _P + "db_available",
+    "1 while the workers reach the read-write (primary) database, 0 while a circuit is open",
+    ["role"],
+    multiprocess_mode="livemin",
+)
+DB_CIRCUIT_OPENED = Counter(
+    _P + "db_circuit_opened_total",
+    "Times the database circuit opened, by the error that opened it",
+    ["error"],
+)
+DB_PROBES = Counter(_P + "db_probes_total", "Background database probes", ["result"])
+DB_WRITE_RETRIES = Counter(
+    _P + "db_write_retries_total",
+    "Retried idempotent writes (register) after a connection-level failure or failover",
+    ["outcome"],
+)

@@ -32,8 +32,13 @@ _REGISTER_FIELDS = {
     "metadata",
     "compatibility_mode",
     "state",
+    "references",
 }
 _MAX_VERSION_PART = 999_999_999
+_MAX_REFERENCES = 64
+_REF_FIELDS = {"name", "subject", "version"}
+# Content that may name a registered schema: a non-local JSON $ref, a Protobuf import.
+_REMOTE_REF = re.compile(r'"\$ref"\s*:\s*"(?!#)')
 
 
 def bad_request(message: str, field: str | None = None) -> ApiError:
@@ -109,9 +114,47 @@ def represent(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=2048)
-def parse_cached(fmt: str, content: str) -> Any:
-    """Parsed schemas by content: content of a stored schema never changes."""
+def parse_cached(fmt: str, content: str, references: tuple[tuple[str, str], ...] = ()) -> Any:
+    """Parsed schemas by content (and referenced contents): stored content never changes."""
+    if references:
+        return FORMATS[fmt].parse(content, references)
     return FORMATS[fmt].parse(content)
+
+
+def may_reference(fmt: str, content: str) -> bool:
+    """Could this stored schema use references (so they must be loaded to read it)?"""
+    if fmt == "JSON":
+        return _REMOTE_REF.search(content) is not None
+    if fmt == "PROTOBUF":
+        return "import" in content
+    try:  # Avro: only a name no type of its own defines needs a referenced schema
+        parse_cached(fmt, content)
+    except InvalidSchemaError:
+        return True
+    return False
+
+
+def reference_list(body: dict[str, Any]) -> list[dict[str, str]]:
+    """The request's references [{name, subject, version}], checked."""
+    refs = body.get("references") or []
+    if not isinstance(refs, list) or len(refs) > _MAX_REFERENCES:
+        raise bad_request(
+            f"references must be a list of up to {_MAX_REFERENCES} {{name, subject, version}}",
+            "references",
+        )
+    seen: set[str] = set()
+    for index, ref in enumerate(refs):
+        where = f"references[{index}]"
+        if not isinstance(ref, dict) or set(ref) != _REF_FIELDS:
+            raise bad_request(f"{where} must have exactly name, subject and version", where)
+        name, version = ref["name"], ref["version"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 255 or name in seen:
+            raise bad_request(f"{where}.name must be a unique non-empty string", where)
+        seen.add(name)
+        check_subject(ref["subject"])
+        if not isinstance(version, str) or (version != "latest" and not _VERSION.match(version)):
+            raise bad_request(f"{where}.version must be x.y.z or 'latest'", where)
+    return refs
 
 
 def _schema_text(value: Any, fmt: str) -> str:
@@ -179,9 +222,9 @@ def _optional(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse_or_422(fmt: str, content: str) -> Any:
+def _parse_or_422(fmt: str, content: str, references: tuple = ()) -> Any:
     try:
-        return parse_cached(fmt, content)
+        return parse_cached(fmt, content, references)
     except InvalidSchemaError as exc:
         raise ApiError(422, "INVALID_SCHEMA", str(exc), {"format": fmt}) from exc
 
@@ -191,7 +234,9 @@ class Registry:
         self.store = store
         self.default_mode = default_mode
 
-    async def register(self, body: Any, actor: str | None) -> tuple[dict[str, Any], bool]:
+    async def register(  # noqa: PLR0915 - one transaction, read top to bottom
+        self, body: Any, actor: str | None
+    ) -> tuple[dict[str, Any], bool]:
         """Returns (schema row, created). Identical content again -> (existing, False)."""
         if not isinstance(body, dict):
             raise bad_request("body must be a JSON object")
@@ -206,7 +251,8 @@ class Registry:
         options = _optional(body)
         wanted = _requested_version(body)
         text = _schema_text(body["schema"], fmt)
-        parsed = _parse_or_422(fmt, text)
+        resolved = [await self._resolve_reference(r, fmt) for r in reference_list(body)]
+        parsed = _parse_or_422(fmt, text, tuple((r["name"], r["content"]) for r in resolved))
         content = FORMATS[fmt].canonical(text)
         digest = hashlib.sha256(content.encode()).hexdigest()
         namespace, name = split_subject(subject)
@@ -262,7 +308,7 @@ class Registry:
                 for r in live
                 if (r["version_major"], r["version_minor"], r["version_patch"]) < version
             ]
-            previous = [(version_of(r), parse_cached(fmt, r["content"])) for r in older]
+            previous = await self._previous(fmt, mode, older)
             violations = compatibility.check(FORMATS[fmt], mode, parsed, previous)
             metrics.COMPATIBILITY_CHECKS.labels(
                 mode, "incompatible" if violations else "compatible"
@@ -299,12 +345,59 @@ class Registry:
             await self.store.add_event(
                 conn, str(row["id"]), "registered", actor, {"version": version_of(row)}
             )
+            await self.store.insert_references(conn, row["id"], resolved)
         metrics.SCHEMAS_REGISTERED.labels(fmt, options["state"]).inc()
         return row, True
 
+    async def _previous(
+        self, fmt: str, mode: str, older: list[dict[str, Any]]
+    ) -> list[tuple[str, Any]]:
+        """The versions the mode compares with, parsed with what they reference."""
+        if not mode.endswith("_TRANSITIVE"):
+            older = older[-1:]
+        return [
+            (version_of(r), _parse_or_422(fmt, r["content"], await self.stored_refs(r)))
+            for r in older
+        ]
+
+    async def _resolve_reference(self, ref: dict[str, str], fmt: str) -> dict[str, Any]:
+        rows = await self.store.subject_versions(ref["subject"])
+        if ref["version"] != "latest":
+            rows = [r for r in rows if version_of(r) == ref["version"]]
+        if not rows:
+            raise ApiError(
+                422,
+                "REFERENCE_NOT_FOUND",
+                f"reference {ref['name']!r}: no {ref['subject']} version {ref['version']}",
+                {"reference": ref},
+            )
+        row = rows[-1]
+        if row["format"] != fmt:
+            raise ApiError(
+                422,
+                "REFERENCE_FORMAT_MISMATCH",
+                f"reference {ref['name']!r} is a {row['format']} schema, not {fmt}",
+                {"reference": ref},
+            )
+        return {
+            "name": ref["name"],
+            "subject": ref["subject"],
+            "version": version_of(row),
+            "id": row["id"],
+            "content": row["content"],
+        }
+
+    async def stored_refs(self, record: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """(name, content) of what a stored schema references (none read when it cannot)."""
+        if not may_reference(record["format"], record["content"]):
+            return ()
+        return tuple((r["name"], r["content"]) for r in await self.store.references(record["id"]))
+
     @staticmethod
-    def validate(fmt: str, content: str, data: Any) -> list[str]:
-        parsed = parse_cached(fmt, content)
+    def validate(
+        fmt: str, content: str, data: Any, references: tuple[tuple[str, str], ...] = ()
+    ) -> list[str]:
+        parsed = _parse_or_422(fmt, content, references)
         started = time.perf_counter()
         try:
             errors = FORMATS[fmt].validate(parsed, data)
@@ -316,7 +409,12 @@ class Registry:
         return errors
 
     @staticmethod
-    def compare(new: dict[str, Any], old: dict[str, Any], mode: str) -> list[dict[str, str]]:
+    def compare(
+        new: dict[str, Any],
+        old: dict[str, Any],
+        mode: str,
+        refs: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = ((), ()),
+    ) -> list[dict[str, str]]:
         if new["format"] != old["format"]:
             return [
                 {
@@ -329,8 +427,8 @@ class Registry:
         violations = compatibility.check(
             FORMATS[fmt],
             mode,
-            parse_cached(fmt, new["content"]),
-            [(version_of(old), parse_cached(fmt, old["content"]))],
+            _parse_or_422(fmt, new["content"], refs[0]),
+            [(version_of(old), _parse_or_422(fmt, old["content"], refs[1]))],
         )
         metrics.COMPATIBILITY_CHECKS.labels(
             mode, "incompatible" if violations else "compatible"

@@ -10,9 +10,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from schema_registry import metrics
+from schema_registry.dbha import DatabaseState, GuardedPool, read_applied
 
 _COLUMNS = (
     "id, namespace, name, subject, version_major, version_minor, version_patch, format, "
@@ -29,20 +29,51 @@ async def _configure(conn: AsyncConnection) -> None:
     conn.row_factory = dict_row  # type: ignore[assignment]
 
 
+def connection_kwargs(
+    connect_timeout: float, tcp_user_timeout: float, keepalives_idle: int
+) -> dict[str, Any]:
+    """libpq options that notice a vanished server within a few seconds (no RST needed)."""
+    return {
+        "connect_timeout": max(1, round(connect_timeout)),  # per host of a multi-host URL
+        "keepalives": 1,
+        "keepalives_idle": keepalives_idle,
+        "keepalives_interval": 1,
+        "keepalives_count": 2,
+        "tcp_user_timeout": int(tcp_user_timeout * 1000),
+    }
+
+
 def make_pool(
-    url: str, min_size: int, max_size: int, connect_timeout: float, wait_timeout: float
-) -> AsyncConnectionPool:
+    url: str,
+    min_size: int,
+    max_size: int,
+    connect_timeout: float,
+    wait_timeout: float,
+    *,
+    state: DatabaseState | None = None,
+    tcp_user_timeout: float = 2.0,
+    keepalives_idle: int = 2,
+) -> GuardedPool:
     """wait_timeout: how long a request may wait for a connection before it gets 503."""
-    return AsyncConnectionPool(
+    pool = GuardedPool(
         url,
         min_size=min_size,
         max_size=max_size,
         timeout=wait_timeout,
         open=False,
-        kwargs={"autocommit": True, "connect_timeout": max(1, round(connect_timeout))},
+        kwargs={
+            "autocommit": True,
+            **connection_kwargs(connect_timeout, tcp_user_timeout, keepalives_idle),
+        },
         configure=_configure,
-        reconnect_timeout=3600 * 24 * 365,  # keep trying while the database is down
+        # A connection that died while idle is replaced before a request gets it.
+        check=GuardedPool.check_connection,
+        # Give up a reconnect series after 10 s (its backoff doubles without a cap); the
+        # next request or the recovery probe (dbha.Prober) grows the pool again at once.
+        reconnect_timeout=10,
     )
+    pool.state = state or DatabaseState()
+    return pool
 
 
 @asynccontextmanager
@@ -55,7 +86,7 @@ async def timed(query: str) -> AsyncIterator[None]:
 
 
 class Store:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: GuardedPool) -> None:
         self.pool = pool
 
     async def ping(self) -> None:
@@ -64,12 +95,7 @@ class Store:
 
     async def applied_migrations(self) -> set[str]:
         async with self.pool.connection() as conn, timed("migrations"):
-            cur = await conn.execute("SELECT to_regclass('schema_migrations') AS present")
-            found = await cur.fetchone()
-            if not found or found["present"] is None:
-                return set()
-            cur = await conn.execute("SELECT version FROM schema_migrations")
-            return {row["version"] for row in await cur.fetchall()}
+            return await read_applied(conn)
 
     async def get(self, schema_id: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn, timed("get_schema"):
@@ -196,6 +222,41 @@ class Store:
                 conn, schema_id, "hard_deleted" if permanent else "soft_deleted", actor, {}
             )
             return True
+
+    # --- schema references (migration 0003) -------------------------------------------
+    async def insert_references(
+        self, conn: AsyncConnection, schema_id: Any, references: list[dict[str, Any]]
+    ) -> None:
+        for ref in references:
+            await conn.execute(
+                "INSERT INTO schema_dependencies (schema_id, name, referenced_subject,"
+                " referenced_version, referenced_schema_id) VALUES (%s, %s, %s, %s, %s)",
+                (schema_id, ref["name"], ref["subject"], ref["version"], ref["id"]),
+            )
+
+    async def references(self, schema_id: str) -> list[dict[str, Any]]:
+        """What a schema references: name, subject, version, id and the content."""
+        async with self.pool.connection() as conn, timed("references"):
+            cur = await conn.execute(
+                "SELECT d.name, d.referenced_subject AS subject, d.referenced_version AS version,"
+                " s.id, s.format, s.content FROM schema_dependencies d"
+                " JOIN schemas s ON s.id = d.referenced_schema_id"
+                " WHERE d.schema_id = %s ORDER BY d.name",
+                (schema_id,),
+            )
+            return await cur.fetchall()
+
+    async def dependents(self, schema_id: str) -> list[dict[str, Any]]:
+        """The live schemas that reference this one."""
+        async with self.pool.connection() as conn, timed("dependents"):
+            cur = await conn.execute(
+                "SELECT s.id, s.subject, s.version_major, s.version_minor, s.version_patch,"
+                " d.name FROM schema_dependencies d JOIN schemas s ON s.id = d.schema_id"
+                " WHERE d.referenced_schema_id = %s AND s.state <> 'DELETED'"
+                " ORDER BY s.subject, s.version_major, s.version_minor, s.version_patch",
+                (schema_id,),
+            )
+            return await cur.fetchall()
 
     def pool_stats(self) -> dict[str, int]:
         stats = self.pool.get_stats()

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from schema_registry.formats import avro, json_schema, protobuf
+
+def violation(rule: str, path: str, message: str) -> dict[str, str]:
+    """One compatibility violation: a named rule, the JSON path it is at, and why."""
+    return {"rule": rule, "path": path or "/", "message": message}
+
+
+# The format modules use violation() above: import them after it is defined.
+from schema_registry.formats import avro, json_schema, protobuf  # noqa: E402
 
 FORMATS: dict[str, ModuleType] = {
     "JSON": json_schema,
@@ -29,7 +36,3 @@ FORMAT_ALIASES = {
     "protobuf": "PROTOBUF",
     "proto": "PROTOBUF",
 }
-
-
-def violation(rule: str, path: str, message: str) -> dict[str, str]:
-    return {"rule": rule, "path": path or "/", "message": message}

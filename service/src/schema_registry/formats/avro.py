@@ -17,6 +17,7 @@ from fastavro.validation import ValidationError
 from fastavro.validation import validate as fastavro_validate
 
 from schema_registry.errors import InvalidSchemaError
+from schema_registry.formats import violation
 
 _PROMOTIONS = {
     "int": {"int", "long", "float", "double"},
@@ -26,10 +27,6 @@ _PROMOTIONS = {
     "bytes": {"bytes", "string"},
 }
 _NAMED = ("record", "error", "enum", "fixed")
-
-
-def _violation(rule: str, path: str, message: str) -> dict[str, str]:
-    return {"rule": rule, "path": path or "/", "message": message}
 
 
 class ParsedAvro:
@@ -64,13 +61,22 @@ class ParsedAvro:
         return schema
 
 
-def parse(content: str) -> ParsedAvro:
+def parse(content: str, references: tuple[tuple[str, str], ...] = ()) -> ParsedAvro:
+    """references: (name, schema text) of registered schemas whose named types this one
+    uses (they are inlined, so validation and compatibility see what they say)."""
     try:
         document = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise InvalidSchemaError(f"schema is not valid JSON: {exc}") from exc
     _require_fields(document)
     try:
+        if references:
+            named: dict[str, Any] = {}
+            for _name, text in references:
+                parse_schema(orjson.loads(text), named_schemas=named, _write_hint=False)
+            return ParsedAvro(
+                parse_schema(document, named_schemas=named, expand=True, _write_hint=False)
+            )
         return ParsedAvro(parse_schema(document, _write_hint=False))
     except (SchemaParseException, UnknownType, ValueError, TypeError, KeyError) as exc:
         raise InvalidSchemaError(f"invalid Avro schema: {exc}") from exc
@@ -161,7 +167,7 @@ class _Resolver:
             self._match_complex(rschema, wschema, wkind, path, seen)
 
     def _add(self, rule: str, path: str, message: str) -> None:
-        self.out.append(_violation(rule, path, message))
+        self.out.append(violation(rule, path, message))
 
     @staticmethod
     def _same_name(rschema: dict, wschema: dict) -> bool:

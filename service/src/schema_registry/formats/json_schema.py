@@ -2,46 +2,92 @@
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote
 
 import jsonschema
 import orjson
+import referencing
+import referencing.jsonschema
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
 from schema_registry.errors import InvalidSchemaError
+from schema_registry.formats import violation
 
-_LOWER_BOUNDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
-_UPPER_BOUNDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
 _MAX_ERRORS = 50
 _MAX_REF_CHAIN = 32
+_REF = re.compile(rb'"\$ref":"([^"]*)"')
 
 # The two documents being compared and the $ref pairs under comparison right now
 # (a pair met again inside itself is a recursive schema: assumed equal, which ends it).
 _Active = set[tuple[str, str]]
-_CONTEXT: ContextVar[tuple[Any, Any, _Active]] = ContextVar("json_schema_compare")
+_CONTEXT: ContextVar[tuple[Any, Any, _Active, bool, tuple[dict, dict]]] = ContextVar(
+    "json_schema_compare"
+)
 
 
-def _violation(rule: str, path: str, message: str) -> dict[str, str]:
-    return {"rule": rule, "path": path or "/", "message": message}
+# Config names of the drafts (registry.json_schema_default_draft) -> validator classes.
+DRAFTS: dict[str, type] = {
+    "draft-04": jsonschema.Draft4Validator,
+    "draft-06": jsonschema.Draft6Validator,
+    "draft-07": jsonschema.Draft7Validator,
+    "draft-2019-09": jsonschema.Draft201909Validator,
+    "draft-2020-12": jsonschema.Draft202012Validator,
+}
+# A schema without $schema is read with this draft; draft-07 like the reference
+# registries (set from the config at start: set_default_draft).
+_DEFAULT: list[type] = [jsonschema.Draft7Validator]
 
 
-def parse(content: str) -> Any:
+def set_default_draft(name: str) -> None:
+    """The draft for schemas that declare no $schema (config: json_schema_default_draft)."""
+    if name not in DRAFTS:
+        raise ValueError(f"unknown JSON Schema draft {name!r}: one of {', '.join(DRAFTS)}")
+    _DEFAULT[0] = DRAFTS[name]
+
+
+def parse(content: str, references: tuple[tuple[str, str], ...] = ()) -> Any:
+    """A validator for the schema; references: (name, schema text) pairs that `$ref`
+    values in it name (registered schemas referenced by subject and version)."""
     try:
         document = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise InvalidSchemaError(f"schema is not valid JSON: {exc}") from exc
     if not isinstance(document, dict | bool):
         raise InvalidSchemaError("a JSON Schema must be an object or a boolean")
-    cls = validator_for(document, default=jsonschema.Draft202012Validator)
+    cls = validator_for(document, default=_DEFAULT[0])
     try:
         cls.check_schema(document)
     except SchemaError as exc:
         where = "/" + "/".join(str(p) for p in exc.absolute_path)
         raise InvalidSchemaError(f"invalid JSON Schema at {where}: {exc.message}") from exc
-    return cls(document, format_checker=cls.FORMAT_CHECKER)
+    if not references:
+        return cls(document, format_checker=cls.FORMAT_CHECKER)
+    documents = {name: orjson.loads(text) for name, text in references}
+    spec = referencing.jsonschema.specification_with(
+        cls.META_SCHEMA["$schema"], default=referencing.jsonschema.DRAFT7
+    )
+    registry = referencing.Registry().with_resources(
+        (name, referencing.Resource.from_contents(doc, default_specification=spec))
+        for name, doc in documents.items()
+    )
+    validator = cls(document, format_checker=cls.FORMAT_CHECKER, registry=registry)
+    return _WithReferences(validator, documents)
+
+
+class _WithReferences:
+    """A validator plus the referenced documents (for the compatibility walk)."""
+
+    def __init__(self, validator: Any, documents: dict[str, Any]) -> None:
+        self.validator = validator
+        self.schema = validator.schema
+        self._registry_refs = documents
+
+    def iter_errors(self, data: Any) -> Any:
+        return self.validator.iter_errors(data)
 
 
 def canonical(content: str) -> str:
@@ -63,8 +109,22 @@ def reader_rejections(reader: Any, writer: Any) -> list[dict[str, str]]:
 
     Local references (``#/$defs/...``, ``#/definitions/...``, any JSON pointer into the
     same document) are followed, so a renamed or moved definition is compared by what
-    it says; other references (remote URLs, anchors) are compared by their text."""
-    token = _CONTEXT.set((reader.schema, writer.schema, set()))
+    it says; other references (remote URLs, anchors) are compared by their text. The
+    rules and their names follow the reference registries' JSON Schema compatibility
+    (service/README.md, "Compatibility rules")."""
+    refs = (getattr(reader, "_registry_refs", {}), getattr(writer, "_registry_refs", {}))
+    if reader.schema == writer.schema and refs[0] == refs[1]:
+        return []
+    # Two equal nodes are equal in meaning when no $ref in them can point to different
+    # content: no references, or only into definitions both documents hold alike.
+    found = _REF.findall(orjson.dumps(reader.schema) + orjson.dumps(writer.schema))
+    plain = not found or (
+        all(r.startswith((b"#/definitions/", b"#/$defs/")) for r in found)
+        and isinstance(reader.schema, dict)
+        and isinstance(writer.schema, dict)
+        and all(reader.schema.get(k) == writer.schema.get(k) for k in ("definitions", "$defs"))
+    )
+    token = _CONTEXT.set((reader.schema, writer.schema, set(), plain, refs))
     try:
         return _compare(reader.schema, writer.schema, "")
     finally:
@@ -85,15 +145,22 @@ def _pointer(root: Any, ref: str) -> Any:
     return node
 
 
-def _follow(node: Any, root: Any) -> tuple[Any, str]:
-    """Follows local $ref chains; keywords next to a $ref still apply (2019-09 and
-    later), so they are kept. Returns the node and the last reference followed."""
+def _follow(node: Any, root: Any, refs: dict | None = None) -> tuple[Any, str]:
+    """Follows local $ref chains, and references to registered schemas by their name
+    (refs: name -> document); keywords next to a $ref still apply (2019-09 and later),
+    so they are kept. Returns the node and the last reference followed."""
     followed = ""
     for _ in range(_MAX_REF_CHAIN):
         ref = node.get("$ref") if isinstance(node, dict) else None
-        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+        if not isinstance(ref, str):
             break
-        target = _pointer(root, ref)
+        base, _hash, fragment = ref.partition("#")
+        if base and refs and base in refs:
+            target = _pointer(refs[base], f"#{fragment}") if fragment else refs[base]
+        elif ref == "#" or ref.startswith("#/"):
+            target = _pointer(root, ref)
+        else:
+            break
         if not isinstance(target, dict | bool):
             break
         followed = ref
@@ -107,9 +174,79 @@ def _follow(node: Any, root: Any) -> tuple[Any, str]:
     return node, followed
 
 
+# Keywords that say nothing about which documents are valid.
+_ANNOTATIONS = frozenset(
+    (
+        "title",
+        "description",
+        "$comment",
+        "examples",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$id",
+        "id",
+        "$schema",
+        "$anchor",
+        "$dynamicAnchor",
+        "$defs",
+        "definitions",
+        "$vocabulary",
+        "contentMediaType",
+        "contentEncoding",
+        "contentSchema",
+    )
+)
+_SUMS = ("anyOf", "oneOf")
+# Size bounds: keyword -> the instance type it applies to.
+_SIZE_LOWER = {
+    "minLength": "string",
+    "minItems": "array",
+    "minProperties": "object",
+    "minContains": "array",
+}
+_SIZE_UPPER = {
+    "maxLength": "string",
+    "maxItems": "array",
+    "maxProperties": "object",
+    "maxContains": "array",
+}
+_VALUE_KEYS = frozenset(("enum", "const", "pattern", "format", "uniqueItems", "multipleOf"))
+_BOUND_KEYS = frozenset(
+    ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", *_SIZE_LOWER, *_SIZE_UPPER)
+)
+_OBJECT_KEYS = frozenset(
+    (
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "propertyNames",
+        "unevaluatedProperties",
+        "dependencies",
+        "dependentRequired",
+        "dependentSchemas",
+    )
+)
+_ARRAY_KEYS = frozenset(("items", "prefixItems", "additionalItems", "unevaluatedItems", "contains"))
+_JSON_TYPES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
 def _types(schema: dict[str, Any]) -> set[str] | None:
     declared = schema.get("type")
     if declared is None:
+        values = schema.get("enum") if "const" not in schema else [schema["const"]]
+        if isinstance(values, list) and values:
+            return {_JSON_TYPES.get(type(v), "object") for v in values}
         return None
     return {declared} if isinstance(declared, str) else set(declared)
 
@@ -118,16 +255,96 @@ def _covers(reader_types: set[str], writer_type: str) -> bool:
     return writer_type in reader_types or (writer_type == "integer" and "number" in reader_types)
 
 
+def _applies(writer: dict, kind: str) -> bool:
+    """Can a document valid under writer be of JSON type kind (so kind's keywords bite)?"""
+    types = _types(writer)
+    if types is None:
+        return True
+    return kind in types or (kind == "number" and "integer" in types)
+
+
+def _empty(schema: Any) -> bool:
+    """True for a schema that accepts everything (true, {} or only annotations)."""
+    if schema is True:
+        return True
+    return isinstance(schema, dict) and all(k in _ANNOTATIONS for k in schema)
+
+
+def _accepts_all(schema: Any) -> bool:
+    """True for a schema under which every document is valid (true, {}, {"properties": {}})."""
+    return _empty(schema) or not _compare(schema, True, "")
+
+
+def _strip(schema: dict) -> dict:
+    if any(k in _ANNOTATIONS for k in schema):
+        return {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
+    return schema
+
+
+def _merge(into: dict, other: Any) -> dict | bool:
+    """allOf: one schema holding what both say (properties, required, types, bounds
+    combined; for another keyword both hold, the first one's value stays)."""
+    if other is True:
+        return into
+    if other is False:
+        return False
+    for key, value in other.items():
+        if key not in into:
+            into[key] = value
+        elif key == "properties" and isinstance(value, dict):
+            merged = dict(into[key])
+            for name, schema in value.items():
+                merged[name] = {"allOf": [merged[name], schema]} if name in merged else schema
+            into[key] = merged
+        elif key == "required" and isinstance(value, list):
+            into[key] = sorted(set(into[key]) | set(value))
+        elif key == "type":
+            mine = {into[key]} if isinstance(into[key], str) else set(into[key])
+            theirs = {value} if isinstance(value, str) else set(value)
+            both = mine & theirs or mine
+            into[key] = sorted(both)
+        elif key in ("minimum", "exclusiveMinimum", *_SIZE_LOWER) and _number(value):
+            into[key] = max(into[key], value) if _number(into[key]) else value
+        elif key in ("maximum", "exclusiveMaximum", *_SIZE_UPPER) and _number(value):
+            into[key] = min(into[key], value) if _number(into[key]) else value
+        elif key == "enum" and isinstance(value, list):
+            into[key] = [v for v in into[key] if v in value]
+        elif key == "allOf":
+            into[key] = [*into[key], *value]
+    return into
+
+
+def _flatten(schema: dict, root: Any) -> dict | bool:
+    """A schema with allOf as the one schema its branches and siblings make together."""
+    flat: dict | bool = {k: v for k, v in schema.items() if k != "allOf"}
+    pending = list(schema.get("allOf", []))
+    for _ in range(256):
+        if not pending or flat is False:
+            break
+        branch, _ref = _follow(pending.pop(0), root)
+        if isinstance(branch, dict):
+            pending.extend(branch.get("allOf", []))
+            branch = {k: v for k, v in branch.items() if k != "allOf"}
+        flat = _merge(flat, branch)
+    return flat
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _compare(reader: Any, writer: Any, path: str) -> list[dict[str, str]]:
     context = _CONTEXT.get(None)
     if context is None:
-        return _compare_nodes(reader, writer, path)
-    reader_root, writer_root, active = context
+        return _compare_nodes(reader, writer, path, None, None)
+    reader_root, writer_root, active, plain, (reader_refs, writer_refs) = context
+    if plain and reader == writer:
+        return []
     reader_node, writer_node = reader, writer
-    reader, reader_ref = _follow(reader, reader_root)
-    writer, writer_ref = _follow(writer, writer_root)
+    reader, reader_ref = _follow(reader, reader_root, reader_refs)
+    writer, writer_ref = _follow(writer, writer_root, writer_refs)
     if not (reader_ref or writer_ref):
-        return _compare_nodes(reader, writer, path)
+        return _compare_nodes(reader, writer, path, reader_root, writer_root)
     # A side without a reference here is named by its node, which stays the same
     # object each time a recursion comes round again.
     pair = (reader_ref or f"@{id(reader_node)}", writer_ref or f"@{id(writer_node)}")
@@ -135,36 +352,72 @@ def _compare(reader: Any, writer: Any, path: str) -> list[dict[str, str]]:
         return []
     active.add(pair)
     try:
-        return _compare_nodes(reader, writer, path)
+        return _compare_nodes(reader, writer, path, reader_root, writer_root)
     finally:
         active.discard(pair)
 
 
-def _compare_nodes(reader: Any, writer: Any, path: str) -> list[dict[str, str]]:
-    if reader is True or reader == {}:
-        return []
-    if writer is False:
+def _compare_nodes(  # noqa: PLR0911, PLR0912 - one early answer per kind of node
+    reader: Any, writer: Any, path: str, reader_root: Any, writer_root: Any
+) -> list[dict[str, str]]:
+    if _empty(reader) or writer is False:
         return []
     if reader is False:
-        return [_violation("SCHEMA_CLOSED", path, "the reader accepts nothing here")]
+        return [violation("SCHEMA_CLOSED", path, "the reader accepts nothing here")]
     if writer is True:
         writer = {}
-    if reader == writer:
+    if not isinstance(reader, dict) or not isinstance(writer, dict):
         return []
+    reader, writer = _strip(reader), _strip(writer)
     out: list[dict[str, str]] = []
+    reader_sum = any(k in reader for k in _SUMS)
+    writer_sum = any(k in writer for k in _SUMS)
+    if ("allOf" in reader and writer_sum and not reader_sum) or (
+        "allOf" in writer and reader_sum and not writer_sum
+    ):
+        out.append(
+            violation(
+                "COMBINED_TYPE_CHANGED", path, "allOf and anyOf/oneOf exchanged for one another"
+            )
+        )
+    if "allOf" in writer:
+        writer = _flatten(writer, writer_root)
+        if writer is False:
+            return []
+    if "allOf" in reader:
+        reader = _flatten(reader, reader_root)
+        if reader is False:
+            return [*out, violation("SCHEMA_CLOSED", path, "the reader's allOf accepts nothing")]
+    branches = next((writer[k] for k in _SUMS if k in writer), None)
+    if branches is not None and not reader_sum:
+        # Every kind of document the writer allows must be readable.
+        base = {k: v for k, v in writer.items() if k not in _SUMS}
+        for branch in branches:
+            combined = {"allOf": [base, branch]} if base else branch
+            out.extend(_compare(reader, combined, path))
+        return out
+    # Only keywords of the reader can refuse anything: skip the families it does not use.
+    keys = reader.keys()
     _compare_refs(reader, writer, path, out)
     _compare_types(reader, writer, path, out)
-    _compare_values(reader, writer, path, out)
-    _compare_bounds(reader, writer, path, out)
-    _compare_objects(reader, writer, path, out)
-    _compare_arrays(reader, writer, path, out)
+    if keys & _VALUE_KEYS:
+        _compare_values(reader, writer, path, out)
+    if keys & _BOUND_KEYS:
+        _compare_bounds(reader, writer, path, out)
+    _compare_not(reader, writer, path, out)
+    if keys & _OBJECT_KEYS and _applies(writer, "object"):
+        _compare_objects(reader, writer, path, out)
+        _compare_dependencies(reader, writer, path, out)
+    if keys & _ARRAY_KEYS and _applies(writer, "array"):
+        _compare_arrays(reader, writer, path, out)
+    _compare_conditionals(reader, writer, path, out)
     _compare_unions(reader, writer, path, out)
     return out
 
 
 def _compare_refs(reader: dict, writer: dict, path: str, out: list) -> None:
     if "$ref" in reader and reader.get("$ref") != writer.get("$ref"):
-        out.append(_violation("REF_CHANGED", path, f"reference changed to {reader['$ref']}"))
+        out.append(violation("REF_CHANGED", path, f"reference changed to {reader['$ref']}"))
 
 
 def _compare_types(reader: dict, writer: dict, path: str, out: list) -> None:
@@ -172,102 +425,428 @@ def _compare_types(reader: dict, writer: dict, path: str, out: list) -> None:
     if reader_types is None:
         return
     if writer_types is None:
-        out.append(_violation("TYPE_NARROWED", path, f"type restricted to {sorted(reader_types)}"))
+        out.append(violation("TYPE_NARROWED", path, f"type restricted to {sorted(reader_types)}"))
         return
-    for writer_type in sorted(writer_types):
-        if not _covers(reader_types, writer_type):
+    lost = [t for t in sorted(writer_types) if not _covers(reader_types, t)]
+    overlap = len(lost) < len(writer_types) or ("number" in lost and "integer" in reader_types)
+    if lost:
+        out.append(
+            violation(
+                "TYPE_NARROWED" if overlap else "TYPE_CHANGED",
+                path,
+                f"type {', '.join(map(repr, lost))} no longer accepted"
+                f" (now {sorted(reader_types)})",
+            )
+        )
+
+
+def _multiple(value: float, step: float) -> bool:
+    ratio = value / step
+    return abs(ratio - round(ratio)) < 1e-9
+
+
+def _compare_values(reader: dict, writer: dict, path: str, out: list) -> None:  # noqa: PLR0912
+    if "enum" in reader:
+        if "const" in writer:
+            if writer["const"] not in reader["enum"]:
+                out.append(violation("ENUM_NARROWED", path, "const value not in the new enum"))
+        elif "enum" in writer:
+            removed = [v for v in writer["enum"] if v not in reader["enum"]]
+            if removed:
+                out.append(violation("ENUM_NARROWED", path, f"enum values removed: {removed}"))
+        else:
+            out.append(violation("ENUM_NARROWED", path, "enum restriction added"))
+    if "const" in reader:
+        same = writer.get("const", object()) == reader["const"] or (
+            "const" not in writer and writer.get("enum") == [reader["const"]]
+        )
+        if not same:
+            out.append(violation("CONST_CHANGED", path, f"const set to {reader['const']!r}"))
+    if _applies(writer, "string"):
+        if "pattern" in reader and reader["pattern"] != writer.get("pattern"):
+            out.append(violation("PATTERN_CHANGED", path, f"pattern set to {reader['pattern']!r}"))
+        if "format" in reader and reader["format"] != writer.get("format"):
+            rule = "FORMAT_CHANGED" if "format" in writer else "FORMAT_ADDED"
+            out.append(violation(rule, path, f"format set to {reader['format']!r}"))
+    unique = reader.get("uniqueItems") is True and writer.get("uniqueItems") is not True
+    if unique and _applies(writer, "array"):
+        out.append(violation("UNIQUE_ITEMS_ADDED", path, "items must now be unique"))
+    if _applies(writer, "number") and _number(reader.get("multipleOf")):
+        step, old = reader["multipleOf"], writer.get("multipleOf")
+        if not _number(old) or not _multiple(old, step):
+            out.append(violation("MULTIPLE_OF_CHANGED", path, f"multipleOf set to {step}"))
+
+
+def _lower(schema: dict) -> tuple[float, bool] | None:
+    """The lowest number allowed: (bound, exclusive), drafts 4 (boolean) and 6+ forms."""
+    minimum, exclusive = schema.get("minimum"), schema.get("exclusiveMinimum")
+    if isinstance(exclusive, bool):
+        return (minimum, exclusive) if _number(minimum) else None
+    found = [(minimum, False)] if _number(minimum) else []
+    if _number(exclusive):
+        found.append((exclusive, True))
+    return max(found) if found else None
+
+
+def _upper(schema: dict) -> tuple[float, bool] | None:
+    maximum, exclusive = schema.get("maximum"), schema.get("exclusiveMaximum")
+    if isinstance(exclusive, bool):
+        return (maximum, exclusive) if _number(maximum) else None
+    found = [(maximum, False)] if _number(maximum) else []
+    if _number(exclusive):
+        found.append((exclusive, True))
+    return min(found, key=lambda b: (b[0], not b[1])) if found else None
+
+
+def _compare_bounds(reader: dict, writer: dict, path: str, out: list) -> None:
+    if _applies(writer, "number"):
+        mine, theirs = _lower(reader), _lower(writer)
+        if mine is not None and (
+            theirs is None or mine[0] > theirs[0] or (mine[0] == theirs[0] and mine[1] > theirs[1])
+        ):
+            word = "exclusiveMinimum" if mine[1] else "minimum"
+            out.append(violation("BOUND_NARROWED", path, f"{word} raised to {mine[0]}"))
+        mine, theirs = _upper(reader), _upper(writer)
+        if mine is not None and (
+            theirs is None or mine[0] < theirs[0] or (mine[0] == theirs[0] and mine[1] > theirs[1])
+        ):
+            word = "exclusiveMaximum" if mine[1] else "maximum"
+            out.append(violation("BOUND_NARROWED", path, f"{word} lowered to {mine[0]}"))
+    for key, kind in _SIZE_LOWER.items():
+        mine, theirs = reader.get(key), writer.get(key)
+        floor = 1 if key == "minContains" else 0  # the value that restricts nothing
+        raised = _number(mine) and mine > floor and not (_number(theirs) and theirs >= mine)
+        if raised and _applies(writer, kind):
+            out.append(violation("BOUND_NARROWED", path, f"{key} raised to {mine}"))
+    for key, kind in _SIZE_UPPER.items():
+        mine, theirs = reader.get(key), writer.get(key)
+        lowered = _number(mine) and not (_number(theirs) and theirs <= mine)
+        if lowered and _applies(writer, kind):
+            out.append(violation("BOUND_NARROWED", path, f"{key} lowered to {mine}"))
+
+
+def _compare_not(reader: dict, writer: dict, path: str, out: list) -> None:
+    if "not" not in reader:
+        return
+    if "not" not in writer:
+        out.append(violation("NOT_TYPE_EXTENDED", f"{path}/not", "'not' added: more is refused"))
+    elif _compare(writer["not"], reader["not"], f"{path}/not"):
+        # Reader refuses what matches reader.not: the writer must already refuse all of it.
+        out.append(violation("NOT_TYPE_EXTENDED", f"{path}/not", "'not' now refuses more"))
+
+
+def _openness(schema: dict) -> Any:
+    """What a property not named in properties/patternProperties must match."""
+    if "additionalProperties" in schema:
+        return schema["additionalProperties"]
+    return schema.get("unevaluatedProperties", True)
+
+
+def _pattern_covers(schema: dict, name: str) -> list[tuple[str, Any]]:
+    found = []
+    for pattern, sub in (schema.get("patternProperties") or {}).items():
+        try:
+            if re.search(pattern, name):
+                found.append((pattern, sub))
+        except re.error:
+            continue
+    return found
+
+
+def _compare_objects(reader: dict, writer: dict, path: str, out: list) -> None:  # noqa: PLR0912
+    reader_props = reader.get("properties") or {}
+    writer_props = writer.get("properties") or {}
+    reader_extra, writer_extra = _openness(reader), _openness(writer)
+    writer_required = set(writer.get("required") or [])
+    for name in sorted(set(reader.get("required") or []) - writer_required):
+        out.append(
+            violation("REQUIRED_ADDED", f"{path}/properties/{name}", f"{name!r} is now required")
+        )
+    for name in sorted(writer_props):
+        where = f"{path}/properties/{name}"
+        written = writer_props[name]
+        covers = _pattern_covers(reader, name)
+        if name in reader_props:
+            out.extend(_compare(reader_props[name], written, where))
+            for _pattern, sub in covers:
+                out.extend(_compare(sub, written, where))
+        elif covers:
+            for pattern, sub in covers:
+                if _compare(sub, written, where):
+                    out.append(
+                        violation(
+                            "PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                            where,
+                            f"{name!r} removed and patternProperties {pattern!r} does not read it",
+                        )
+                    )
+        elif reader_extra is False:
+            if written is not False:
+                out.append(
+                    violation("PROPERTY_REMOVED", where, f"{name!r} removed from a closed object")
+                )
+        elif not _empty(reader_extra) and _compare(reader_extra, written, where):
             out.append(
-                _violation(
-                    "TYPE_NARROWED",
-                    path,
-                    f"type {writer_type!r} no longer accepted (now {sorted(reader_types)})",
+                violation(
+                    "PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                    where,
+                    f"{name!r} removed and additionalProperties does not read it",
+                )
+            )
+    for name in sorted(set(reader_props) - set(writer_props)):
+        where = f"{path}/properties/{name}"
+        wanted = reader_props[name]
+        if _accepts_all(wanted):
+            continue
+        covers = _pattern_covers(writer, name)
+        if covers:
+            if any(_compare(wanted, sub, where) for _pattern, sub in covers):
+                out.append(
+                    violation(
+                        "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                        where,
+                        f"{name!r} added: patternProperties of the writer allow other values",
+                    )
+                )
+        elif writer_extra is False:
+            continue  # the writer never sends it (required: REQUIRED_ADDED above)
+        elif _empty(writer_extra):
+            out.append(
+                violation(
+                    "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+                    where,
+                    f"{name!r} added with a schema: the open writer may send it with any value",
+                )
+            )
+        elif _compare(wanted, writer_extra, where):
+            out.append(
+                violation(
+                    "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                    where,
+                    f"{name!r} added: additionalProperties of the writer allow other values",
+                )
+            )
+    _compare_patterns(reader, writer, path, out)
+    _compare_extra(reader_extra, writer_extra, path, out)
+    if "propertyNames" in reader:
+        if "propertyNames" in writer:
+            out.extend(
+                _compare(reader["propertyNames"], writer["propertyNames"], f"{path}/propertyNames")
+            )
+        elif not _accepts_all(reader["propertyNames"]):
+            out.append(
+                violation("PROPERTY_NAMES_ADDED", f"{path}/propertyNames", "names now restricted")
+            )
+
+
+def _compare_patterns(reader: dict, writer: dict, path: str, out: list) -> None:
+    reader_patterns = reader.get("patternProperties") or {}
+    writer_patterns = writer.get("patternProperties") or {}
+    writer_extra = _openness(writer)
+    reader_extra = _openness(reader)
+    for pattern, sub in reader_patterns.items():
+        where = f"{path}/patternProperties/{pattern}"
+        if pattern in writer_patterns:
+            out.extend(_compare(sub, writer_patterns[pattern], where))
+        elif writer_extra is False or _accepts_all(sub):
+            continue
+        elif _empty(writer_extra) or _compare(sub, writer_extra, where):
+            out.append(
+                violation(
+                    "PATTERN_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+                    where,
+                    f"names matching {pattern!r} now need a schema the writer did not impose",
+                )
+            )
+    for pattern, sub in writer_patterns.items():
+        if pattern in reader_patterns or sub is False:
+            continue
+        where = f"{path}/patternProperties/{pattern}"
+        if reader_extra is False:
+            out.append(
+                violation(
+                    "PATTERN_PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
+                    where,
+                    f"names matching {pattern!r} are no longer allowed",
+                )
+            )
+        elif not _empty(reader_extra) and _compare(reader_extra, sub, where):
+            out.append(
+                violation(
+                    "PATTERN_PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                    where,
+                    f"names matching {pattern!r} are not read by additionalProperties",
                 )
             )
 
 
-def _compare_values(reader: dict, writer: dict, path: str, out: list) -> None:
-    if "enum" in reader:
-        if "enum" in writer:
-            removed = [v for v in writer["enum"] if v not in reader["enum"]]
-            if removed:
-                out.append(_violation("ENUM_NARROWED", path, f"enum values removed: {removed}"))
-        elif "const" in writer:
-            if writer["const"] not in reader["enum"]:
-                out.append(_violation("ENUM_NARROWED", path, "const value not in the new enum"))
-        else:
-            out.append(_violation("ENUM_NARROWED", path, "enum restriction added"))
-    if "const" in reader and writer.get("const", object()) != reader["const"]:
-        out.append(_violation("CONST_CHANGED", path, f"const set to {reader['const']!r}"))
-    if "pattern" in reader and reader["pattern"] != writer.get("pattern"):
-        out.append(_violation("PATTERN_CHANGED", path, f"pattern set to {reader['pattern']!r}"))
-    if reader.get("uniqueItems") is True and writer.get("uniqueItems") is not True:
-        out.append(_violation("UNIQUE_ITEMS_ADDED", path, "items must now be unique"))
-    if "multipleOf" in reader:
-        step, old = reader["multipleOf"], writer.get("multipleOf")
-        if old is None or old % step != 0:
-            out.append(_violation("MULTIPLE_OF_CHANGED", path, f"multipleOf set to {step}"))
-
-
-def _compare_bounds(reader: dict, writer: dict, path: str, out: list) -> None:
-    for key in _LOWER_BOUNDS:
-        if key in reader and (key not in writer or reader[key] > writer[key]):
-            out.append(_violation("BOUND_NARROWED", path, f"{key} raised to {reader[key]}"))
-    for key in _UPPER_BOUNDS:
-        if key in reader and (key not in writer or reader[key] < writer[key]):
-            out.append(_violation("BOUND_NARROWED", path, f"{key} lowered to {reader[key]}"))
-
-
-def _compare_objects(reader: dict, writer: dict, path: str, out: list) -> None:
-    reader_required = set(reader.get("required", []))
-    writer_required = set(writer.get("required", []))
-    for name in sorted(reader_required - writer_required):
-        out.append(
-            _violation("REQUIRED_ADDED", f"{path}/properties/{name}", f"{name!r} is now required")
-        )
-    reader_props = reader.get("properties", {})
-    writer_props = writer.get("properties", {})
-    reader_extra = reader.get("additionalProperties", True)
-    writer_extra = writer.get("additionalProperties", True)
-    for name in sorted(writer_props):
-        where = f"{path}/properties/{name}"
-        if name in reader_props:
-            out.extend(_compare(reader_props[name], writer_props[name], where))
-        elif reader_extra is False:
-            out.append(
-                _violation("PROPERTY_REMOVED", where, f"{name!r} removed from a closed object")
-            )
-        elif isinstance(reader_extra, dict):
-            out.extend(_compare(reader_extra, writer_props[name], where))
+def _compare_extra(reader_extra: Any, writer_extra: Any, path: str, out: list) -> None:
     if reader_extra is False and writer_extra is not False:
         out.append(
-            _violation(
+            violation(
                 "ADDITIONAL_PROPERTIES_NARROWED", path, "additional properties no longer allowed"
             )
         )
-    elif isinstance(reader_extra, dict) and writer_extra is not False:
-        writer_extra_schema = {} if writer_extra is True else writer_extra
-        out.extend(_compare(reader_extra, writer_extra_schema, f"{path}/additionalProperties"))
+    elif writer_extra is not False and not _accepts_all(reader_extra):
+        if _empty(writer_extra):
+            out.append(
+                violation(
+                    "ADDITIONAL_PROPERTIES_NARROWED",
+                    f"{path}/additionalProperties",
+                    "additional properties must now match a schema",
+                )
+            )
+        else:
+            out.extend(_compare(reader_extra, writer_extra, f"{path}/additionalProperties"))
 
 
-def _compare_arrays(reader: dict, writer: dict, path: str, out: list) -> None:
-    reader_items = reader.get("items")
-    if isinstance(reader_items, dict | bool):
-        writer_items = writer.get("items", {})
-        if isinstance(writer_items, dict | bool):
-            out.extend(_compare(reader_items, writer_items, f"{path}/items"))
+def _dependencies(schema: dict) -> tuple[dict[str, list], dict[str, Any]]:
+    arrays: dict[str, list] = {}
+    schemas: dict[str, Any] = {}
+    for key, value in (schema.get("dependencies") or {}).items():
+        if isinstance(value, list):
+            arrays[key] = value
+        else:
+            schemas[key] = value
+    arrays.update(schema.get("dependentRequired") or {})
+    schemas.update(schema.get("dependentSchemas") or {})
+    return arrays, schemas
+
+
+def _compare_dependencies(reader: dict, writer: dict, path: str, out: list) -> None:
+    if not any(k in reader for k in ("dependencies", "dependentRequired", "dependentSchemas")):
+        return
+    reader_arrays, reader_schemas = _dependencies(reader)
+    writer_arrays, writer_schemas = _dependencies(writer)
+    always = set(writer.get("required") or [])
+    for key, names in reader_arrays.items():
+        where = f"{path}/dependencies/{key}"
+        given = set(writer_arrays.get(key, [])) | always
+        missing = sorted(set(names) - given)
+        if missing:
+            rule = "DEPENDENCY_ARRAY_EXTENDED" if key in writer_arrays else "DEPENDENCY_ARRAY_ADDED"
+            out.append(violation(rule, where, f"with {key!r}, now also required: {missing}"))
+    for key, sub in reader_schemas.items():
+        where = f"{path}/dependencies/{key}"
+        if key in writer_schemas:
+            out.extend(_compare(sub, writer_schemas[key], where))
+        elif not _empty(sub):
+            out.append(
+                violation("DEPENDENCY_SCHEMA_ADDED", where, f"with {key!r}, a schema applies")
+            )
+
+
+def _array_parts(schema: dict) -> tuple[list | None, Any, str]:
+    """(positional item schemas or None, schema for the other items, its keyword)."""
+    if "prefixItems" in schema:
+        rest = schema.get("items", schema.get("unevaluatedItems", True))
+        return schema["prefixItems"], rest, "items"
+    items = schema.get("items")
+    if isinstance(items, list):
+        return (
+            items,
+            schema.get("additionalItems", schema.get("unevaluatedItems", True)),
+            ("additionalItems"),
+        )
+    if items is None:
+        return None, schema.get("unevaluatedItems", True), "items"
+    return None, items, "items"
+
+
+def _compare_arrays(reader: dict, writer: dict, path: str, out: list) -> None:  # noqa: PLR0912
+    keys = ("items", "prefixItems", "additionalItems", "unevaluatedItems", "contains")
+    if not any(k in reader for k in keys):
+        return
+    reader_tuple, reader_rest, reader_key = _array_parts(reader)
+    writer_tuple, writer_rest, _writer_key = _array_parts(writer)
+    tuple_key = "prefixItems" if "prefixItems" in reader else "items"
+    positions = max(len(reader_tuple or []), len(writer_tuple or []))
+    for index in range(positions):
+        where = f"{path}/{tuple_key}/{index}"
+        in_reader = reader_tuple is not None and index < len(reader_tuple)
+        in_writer = writer_tuple is not None and index < len(writer_tuple)
+        mine = reader_tuple[index] if in_reader else reader_rest
+        theirs = writer_tuple[index] if in_writer else writer_rest
+        if in_reader and in_writer:
+            out.extend(_compare(mine, theirs, where))
+        elif in_writer:  # the reader reads this position with its rest schema
+            if mine is False and theirs is not False:
+                out.append(
+                    violation("ITEM_REMOVED_FROM_CLOSED_CONTENT_MODEL", where, "item removed")
+                )
+            elif not _empty(mine) and _compare(mine, theirs, where):
+                out.append(
+                    violation(
+                        "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                        where,
+                        "item removed and the reader's other-items schema does not read it",
+                    )
+                )
+        elif theirs is False or _accepts_all(mine):
+            continue
+        elif _empty(theirs):
+            out.append(
+                violation(
+                    "ITEM_ADDED_TO_OPEN_CONTENT_MODEL",
+                    where,
+                    "positional item added: the open writer may send any value there",
+                )
+            )
+        elif _compare(mine, theirs, where):
+            out.append(
+                violation(
+                    "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                    where,
+                    "positional item added: the writer's other items may not match it",
+                )
+            )
+    where = f"{path}/{reader_key}"
+    if reader_rest is False and writer_rest is not False:
+        out.append(violation("ADDITIONAL_ITEMS_NARROWED", where, "further items not allowed"))
+    elif writer_rest is not False and not _accepts_all(reader_rest):
+        if _empty(writer_rest):
+            rule = "ADDITIONAL_ITEMS_NARROWED" if reader_tuple is not None else "ITEMS_ADDED"
+            out.append(violation(rule, where, "items must now match a schema"))
+        else:
+            out.extend(_compare(reader_rest, writer_rest, where))
+    if "contains" in reader and not _accepts_all(reader["contains"]):
+        if "contains" in writer:
+            out.extend(_compare(reader["contains"], writer["contains"], f"{path}/contains"))
+        elif reader.get("minContains") != 0:
+            out.append(violation("CONTAINS_ADDED", f"{path}/contains", "an item must now match"))
+
+
+def _compare_conditionals(reader: dict, writer: dict, path: str, out: list) -> None:
+    if "if" not in reader or ("then" not in reader and "else" not in reader):
+        return
+    same_if = "if" in writer and writer["if"] == reader["if"]
+    for branch in ("then", "else"):
+        if branch not in reader:
+            continue
+        where = f"{path}/{branch}"
+        theirs = writer.get(branch, True) if same_if else writer
+        out.extend(_compare(reader[branch], theirs, where))
 
 
 def _compare_unions(reader: dict, writer: dict, path: str, out: list) -> None:
-    for keyword in ("anyOf", "oneOf"):
+    for keyword in _SUMS:
         if keyword not in reader:
             continue
-        writer_branches = writer.get(keyword) or writer.get("anyOf") or writer.get("oneOf")
-        if not writer_branches:
-            writer_branches = [{k: v for k, v in writer.items() if k not in ("anyOf", "oneOf")}]
+        writer_branches = next((writer[k] for k in _SUMS if k in writer), None)
+        base = {k: v for k, v in writer.items() if k not in _SUMS}
+        if writer_branches is None:
+            declared = base.get("type")
+            writer_branches = (
+                [{**base, "type": t} for t in declared]
+                if isinstance(declared, list) and len(declared) > 1
+                else [base]
+            )
+        elif base:
+            writer_branches = [{"allOf": [base, branch]} for branch in writer_branches]
         for index, branch in enumerate(writer_branches):
             if all(_compare(option, branch, path) for option in reader[keyword]):
                 out.append(
-                    _violation(
+                    violation(
                         "UNION_NARROWED",
                         f"{path}/{keyword}",
                         f"branch {index} of the old schema matches no branch of the new one",

@@ -1,18 +1,28 @@
-"""Protobuf: syntax check with proto-schema-parser; compatibility by field numbers.
+"""Protobuf: syntax check with proto-schema-parser; wire compatibility by field numbers.
 
-Data validation is not offered for Protobuf (the registry holds .proto text, not
-compiled descriptors); the API answers such requests with 422 UNSUPPORTED_OPERATION.
+Type names are resolved the way protoc does (nested scopes outward, the package, a
+leading dot for a full name), so `Status` and `.pkg.Msg.Status` are one type. Fields
+inside `oneof` and `map<,>` fields are compared too, and a type change is refused only
+when the wire format differs (protobuf's "Updating A Message Type" groups).
+
+Data validation builds descriptors from the parsed file (the `protobuf` package) and
+reads the JSON data with protobuf's JSON mapping into the file's first message.
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from antlr4.error.ErrorListener import ErrorListener
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.descriptor_pb2 import FieldDescriptorProto as _FDP
 from proto_schema_parser import ast
 from proto_schema_parser.parser import Parser
 
 from schema_registry.errors import InvalidSchemaError
+from schema_registry.formats import violation
 
 
 class _RaisingListener(ErrorListener):
@@ -31,15 +41,16 @@ def _strict(component: Any) -> None:
 _PARSER = Parser(setup_lexer=_strict, setup_parser=_strict)
 
 
-def _violation(rule: str, path: str, message: str) -> dict[str, str]:
-    return {"rule": rule, "path": path or "/", "message": message}
-
-
-def parse(content: str) -> ast.File:
+def parse(content: str, references: tuple[tuple[str, str], ...] = ()) -> ast.File:
+    """references: (import name, .proto text) of registered schemas this file imports."""
     if not content.strip():
         raise InvalidSchemaError("invalid Protobuf: empty document")
     try:
-        return _PARSER.parse(content)
+        parsed = _PARSER.parse(content)
+        if references:
+            imported = {name: _PARSER.parse(text) for name, text in references}
+            object.__setattr__(parsed, "_registry_refs", imported)
+        return parsed
     except InvalidSchemaError:
         raise
     except (ValueError, AttributeError, TypeError, IndexError) as exc:
@@ -51,47 +62,403 @@ def canonical(content: str) -> str:
 
 
 def validate(parsed: ast.File, data: Any) -> list[str]:
-    raise NotImplementedError("data validation is not available for Protobuf schemas")
+    """Data checked against the file's first message by protobuf's JSON mapping."""
+    message_class = getattr(parsed, "_registry_message_class", None)
+    if message_class is None:
+        message_class = _message_class(parsed)
+        object.__setattr__(parsed, "_registry_message_class", message_class)
+    if not isinstance(data, dict):
+        return [f"/: a message is a JSON object, not {type(data).__name__}"]
+    try:
+        json_format.ParseDict(data, message_class())
+    except json_format.ParseError as exc:
+        return [str(exc)]
+    return []
 
 
-def _messages(elements: list, prefix: str, out: dict) -> dict[str, dict[int, Any]]:
+_VARINT = frozenset(("int32", "uint32", "int64", "uint64", "bool"))
+# Types that read each other's bytes on the wire (protobuf language guide, "Updating A
+# Message Type"): varints, zigzag varints, 32-bit, 64-bit, length-delimited text.
+_WIRE_GROUPS = (_VARINT, {"sint32", "sint64"}, {"fixed32", "sfixed32"}, {"fixed64", "sfixed64"})
+_SCALARS = frozenset(
+    (
+        *_VARINT,
+        "sint32",
+        "sint64",
+        "fixed32",
+        "sfixed32",
+        "fixed64",
+        "sfixed64",
+        "float",
+        "double",
+        "string",
+        "bytes",
+    )
+)
+_NUMERIC = _SCALARS - {"string", "bytes"}
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    type: str  # a scalar name, or a resolved ".pkg.Message" / ".pkg.Enum"
+    label: str  # "", "optional", "repeated", "required"
+    oneof: str | None = None
+    map: tuple[str, str] | None = None
+
+
+@dataclass
+class _Schema:
+    package: str = ""
+    messages: dict[str, dict[int, _Field]] = field(default_factory=dict)
+    enums: set[str] = field(default_factory=set)
+    oneofs: dict[str, dict[str, set[int]]] = field(default_factory=dict)
+
+
+def _label(cardinality: Any) -> str:
+    return str(cardinality).rsplit(".", 1)[-1].lower() if cardinality is not None else ""
+
+
+def _collect_names(elements: list, scope: str, schema: _Schema, pending: list) -> None:
     for element in elements:
         if isinstance(element, ast.Message):
-            name = f"{prefix}{element.name}"
-            out[name] = {f.number: f for f in element.elements if isinstance(f, ast.Field)}
-            _messages(element.elements, f"{name}.", out)
-    return out
+            name = f"{scope}.{element.name}"
+            schema.messages[name] = {}
+            pending.append((name, element))
+            _collect_names(element.elements, name, schema, pending)
+        elif isinstance(element, ast.Enum):
+            schema.enums.add(f"{scope}.{element.name}")
+
+
+def _resolve(name: str, scope: str, schema: _Schema) -> str:
+    """The full name protoc would bind `name` to from inside `scope`."""
+    if name in _SCALARS:
+        return name
+    if name.startswith("."):
+        return name
+    first = name.split(".", 1)[0]
+    here = scope
+    while True:
+        candidate = f"{here}.{first}"
+        if candidate in schema.messages or candidate in schema.enums:
+            return f"{here}.{name}"
+        if not here:
+            break
+        here = here.rsplit(".", 1)[0] if "." in here else ""
+    # Not defined in this file (an import): the full name it would have in the package.
+    return f".{name}" if "." in name else (f".{schema.package}.{name}".replace("..", "."))
+
+
+def _model(document: ast.File) -> _Schema:
+    schema = _Schema()
+    for element in document.file_elements:
+        if isinstance(element, ast.Package):
+            schema.package = element.name
+    root = f".{schema.package}" if schema.package else ""
+    pending: list = []
+    _collect_names(document.file_elements, root, schema, pending)
+    for name, message in pending:
+        fields = schema.messages[name]
+        groups: dict[str, set[int]] = {}
+        for element in message.elements:
+            if isinstance(element, ast.Field):
+                fields[element.number] = _Field(
+                    element.name, _resolve(element.type, name, schema), _label(element.cardinality)
+                )
+            elif isinstance(element, ast.MapField):
+                key = _resolve(element.key_type, name, schema)
+                value = _resolve(element.value_type, name, schema)
+                fields[element.number] = _Field(
+                    element.name, f"map<{key},{value}>", "repeated", map=(key, value)
+                )
+            elif isinstance(element, ast.OneOf):
+                numbers = groups.setdefault(element.name, set())
+                for member in element.elements:
+                    if isinstance(member, ast.Field):
+                        numbers.add(member.number)
+                        fields[member.number] = _Field(
+                            member.name,
+                            _resolve(member.type, name, schema),
+                            "",
+                            oneof=element.name,
+                        )
+        schema.oneofs[name] = groups
+    return schema
+
+
+def _models(document: ast.File) -> _Schema:
+    cached = getattr(document, "_registry_model", None)
+    if cached is None:
+        cached = _model(document)
+        object.__setattr__(document, "_registry_model", cached)
+    return cached
+
+
+def _wire_compatible(reader: str, writer: str, reader_schema: _Schema, writer_schema: _Schema):
+    if reader == writer:
+        return True
+    if any(reader in group and writer in group for group in _WIRE_GROUPS):
+        return True
+    if {reader, writer} == {"string", "bytes"}:
+        return True
+    # An enum is a varint on the wire: it reads (and is read as) the int types.
+    reader_enum = reader in reader_schema.enums
+    writer_enum = writer in writer_schema.enums
+    return (reader_enum and writer in _VARINT - {"bool"}) or (
+        writer_enum and reader in _VARINT - {"bool"}
+    )
 
 
 def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]]:
-    """Fields kept under the same number must keep their type and cardinality."""
+    """What data written with writer the reader cannot read, by field number."""
     out: list[dict[str, str]] = []
-    reader_messages = _messages(reader.file_elements, "", {})
-    writer_messages = _messages(writer.file_elements, "", {})
-    for message, writer_fields in writer_messages.items():
-        reader_fields = reader_messages.get(message)
+    mine, theirs = _models(reader), _models(writer)
+    if mine.package != theirs.package:
+        out.append(
+            violation("PACKAGE_CHANGED", "/", f"package {theirs.package!r} became {mine.package!r}")
+        )
+        return out
+    for message, writer_fields in theirs.messages.items():
+        reader_fields = mine.messages.get(message)
+        where_message = f"/{message.lstrip('.')}"
         if reader_fields is None:
+            out.append(violation("MESSAGE_REMOVED", where_message, f"{message} removed"))
             continue
-        for number, wfield in writer_fields.items():
+        for number, wfield in sorted(writer_fields.items()):
             rfield = reader_fields.get(number)
-            where = f"/{message}/{number}"
+            where = f"{where_message}/{number}"
             if rfield is None:
-                continue
-            if rfield.type != wfield.type:
-                out.append(
-                    _violation(
-                        "FIELD_TYPE_CHANGED",
-                        where,
-                        f"field {number} changed type {wfield.type} -> {rfield.type}",
+                if wfield.oneof is not None:
+                    out.append(
+                        violation(
+                            "ONEOF_FIELD_REMOVED",
+                            where,
+                            f"{wfield.name} left oneof {wfield.oneof}: data setting only it "
+                            "has no member of the oneof for the reader",
+                        )
                     )
-                )
-            if rfield.cardinality != wfield.cardinality:
+                continue
+            _compare_field(rfield, wfield, where, (mine, theirs), out)
+        for number, rfield in sorted(reader_fields.items()):
+            if number not in writer_fields and rfield.label == "required":
                 out.append(
-                    _violation("FIELD_CARDINALITY_CHANGED", where, f"field {number} cardinality")
+                    violation("REQUIRED_ADDED", f"{where_message}/{number}", "required field added")
                 )
-        for number, rfield in reader_fields.items():
-            if number not in writer_fields and str(rfield.cardinality).endswith("REQUIRED"):
-                out.append(
-                    _violation("REQUIRED_ADDED", f"/{message}/{number}", "required field added")
-                )
+        _compare_oneofs(message, mine, theirs, where_message, out)
     return out
+
+
+def _compare_field(
+    rfield: _Field, wfield: _Field, where: str, schemas: tuple[_Schema, _Schema], out: list
+) -> None:
+    mine, theirs = schemas
+    if (rfield.map is None) != (wfield.map is None):
+        out.append(violation("FIELD_KIND_CHANGED", where, f"{wfield.type} became {rfield.type}"))
+        return
+    if rfield.map is not None and wfield.map is not None:
+        if rfield.map[0] != wfield.map[0]:
+            out.append(
+                violation("MAP_KEY_CHANGED", where, f"map key {wfield.map[0]} -> {rfield.map[0]}")
+            )
+        if not _wire_compatible(rfield.map[1], wfield.map[1], mine, theirs):
+            out.append(
+                violation(
+                    "MAP_VALUE_CHANGED", where, f"map value {wfield.map[1]} -> {rfield.map[1]}"
+                )
+            )
+        return
+    if not _wire_compatible(rfield.type, wfield.type, mine, theirs):
+        out.append(
+            violation(
+                "FIELD_TYPE_CHANGED",
+                where,
+                f"field {wfield.name} changed type {wfield.type} -> {rfield.type}",
+            )
+        )
+    reader_repeated = rfield.label == "repeated"
+    writer_repeated = wfield.label == "repeated"
+    if writer_repeated and not reader_repeated and rfield.type in _NUMERIC | mine.enums:
+        # Packed repeated numbers are not read by a singular numeric field.
+        out.append(
+            violation(
+                "FIELD_NUMERIC_LABEL_CHANGED", where, f"repeated {wfield.name} became singular"
+            )
+        )
+    if rfield.label == "required" and wfield.label != "required":
+        out.append(violation("REQUIRED_ADDED", where, f"{rfield.name} became required"))
+
+
+def _compare_oneofs(message: str, mine: _Schema, theirs: _Schema, where: str, out: list) -> None:
+    writer_fields = theirs.messages[message]
+    writer_groups = theirs.oneofs.get(message, {})
+    for group, numbers in mine.oneofs.get(message, {}).items():
+        moved = sorted(n for n in numbers if n in writer_fields and writer_fields[n].oneof != group)
+        if not moved:
+            continue
+        if group in writer_groups:
+            out.append(
+                violation(
+                    "FIELD_MOVED_TO_EXISTING_ONEOF",
+                    f"{where}/{moved[0]}",
+                    f"fields {moved} moved into the existing oneof {group}",
+                )
+            )
+        elif len(moved) > 1:
+            out.append(
+                violation(
+                    "MULTIPLE_FIELDS_MOVED_TO_ONEOF",
+                    f"{where}/{moved[0]}",
+                    f"fields {moved} moved into one new oneof {group}: data may set several",
+                )
+            )
+
+
+_PROTO_TYPES = {
+    "double": _FDP.TYPE_DOUBLE,
+    "float": _FDP.TYPE_FLOAT,
+    "int64": _FDP.TYPE_INT64,
+    "uint64": _FDP.TYPE_UINT64,
+    "int32": _FDP.TYPE_INT32,
+    "fixed64": _FDP.TYPE_FIXED64,
+    "fixed32": _FDP.TYPE_FIXED32,
+    "bool": _FDP.TYPE_BOOL,
+    "string": _FDP.TYPE_STRING,
+    "bytes": _FDP.TYPE_BYTES,
+    "uint32": _FDP.TYPE_UINT32,
+    "sfixed32": _FDP.TYPE_SFIXED32,
+    "sfixed64": _FDP.TYPE_SFIXED64,
+    "sint32": _FDP.TYPE_SINT32,
+    "sint64": _FDP.TYPE_SINT64,
+}
+_LABELS = {"repeated": _FDP.LABEL_REPEATED, "required": _FDP.LABEL_REQUIRED}
+
+
+def _message_class(document: ast.File) -> Any:
+    """The protobuf message class of the file's first message (NotImplementedError when
+    the file has none, or uses types from imports other than protobuf's own)."""
+    schema = _models(document)
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="registry_schema.proto", package=schema.package, syntax=document.syntax or "proto2"
+    )
+    pool = descriptor_pool.DescriptorPool()
+    scope = f".{schema.package}" if schema.package else ""
+    first = None
+    for element in document.file_elements:
+        if isinstance(element, ast.Import):
+            imported = getattr(document, "_registry_refs", {}).get(element.name)
+            if imported is not None:
+                _add_reference(pool, element.name, imported)
+            else:
+                _add_import(pool, element.name)
+            proto.dependency.append(element.name)
+        elif isinstance(element, ast.Message):
+            _build_message(proto.message_type.add(), element, scope, schema)
+            first = first or f"{scope}.{element.name}".lstrip(".")
+        elif isinstance(element, ast.Enum):
+            _build_enum(proto.enum_type.add(), element)
+    if first is None:
+        raise NotImplementedError("data validation needs a message in the Protobuf schema")
+    try:
+        pool.Add(proto)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(first))
+    except Exception as exc:  # descriptor building raises several types: all are a 422
+        raise NotImplementedError(
+            f"data validation is not available for this schema: {exc}"
+        ) from exc
+
+
+def _add_reference(pool: Any, name: str, document: ast.File) -> None:
+    """A referenced (registered) .proto file, added to the pool under its import name."""
+    schema = _models(document)
+    proto = descriptor_pb2.FileDescriptorProto(
+        name=name, package=schema.package, syntax=document.syntax or "proto2"
+    )
+    scope = f".{schema.package}" if schema.package else ""
+    for element in document.file_elements:
+        if isinstance(element, ast.Import):
+            _add_import(pool, element.name)
+            proto.dependency.append(element.name)
+        elif isinstance(element, ast.Message):
+            _build_message(proto.message_type.add(), element, scope, schema)
+        elif isinstance(element, ast.Enum):
+            _build_enum(proto.enum_type.add(), element)
+    with contextlib.suppress(TypeError):
+        pool.Add(proto)
+
+
+def _add_import(pool: Any, name: str) -> None:
+    if not name.startswith("google/protobuf/"):
+        raise NotImplementedError(
+            f"data validation needs the types of {name}: only protobuf's own imports are known"
+        )
+    known = descriptor_pool.Default()
+    try:
+        found = known.FindFileByName(name)
+    except KeyError:
+        module = name.removeprefix("google/protobuf/").removesuffix(".proto") + "_pb2"
+        try:
+            __import__(f"google.protobuf.{module}")
+            found = known.FindFileByName(name)
+        except (ImportError, KeyError) as exc:
+            raise NotImplementedError(f"unknown import {name}") from exc
+    for dependency in found.dependencies:
+        _add_import(pool, dependency.name)
+    file_proto = descriptor_pb2.FileDescriptorProto()
+    found.CopyToProto(file_proto)
+    with contextlib.suppress(TypeError):  # already added (a shared dependency)
+        pool.Add(file_proto)
+
+
+def _build_enum(target: Any, enum: ast.Enum) -> None:
+    target.name = enum.name
+    for value in enum.elements:
+        if isinstance(value, ast.EnumValue):
+            target.value.add(name=value.name, number=value.number)
+
+
+def _set_type(target: Any, type_name: str, scope: str, schema: _Schema) -> None:
+    resolved = _resolve(type_name, scope, schema)
+    if resolved in _PROTO_TYPES:
+        target.type = _PROTO_TYPES[resolved]
+    else:
+        target.type = _FDP.TYPE_ENUM if resolved in schema.enums else _FDP.TYPE_MESSAGE
+        target.type_name = resolved
+
+
+def _build_message(target: Any, message: ast.Message, scope: str, schema: _Schema) -> None:
+    name = f"{scope}.{message.name}"
+    target.name = message.name
+    for element in message.elements:
+        if isinstance(element, ast.Message):
+            _build_message(target.nested_type.add(), element, name, schema)
+        elif isinstance(element, ast.Enum):
+            _build_enum(target.enum_type.add(), element)
+        elif isinstance(element, ast.Field):
+            added = target.field.add(name=element.name, number=element.number)
+            added.label = _LABELS.get(_label(element.cardinality), _FDP.LABEL_OPTIONAL)
+            _set_type(added, element.type, name, schema)
+        elif isinstance(element, ast.OneOf):
+            index = len(target.oneof_decl)
+            target.oneof_decl.add(name=element.name)
+            for member in element.elements:
+                if isinstance(member, ast.Field):
+                    added = target.field.add(
+                        name=member.name, number=member.number, oneof_index=index
+                    )
+                    added.label = _FDP.LABEL_OPTIONAL
+                    _set_type(added, member.type, name, schema)
+        elif isinstance(element, ast.MapField):
+            entry_name = "".join(p.capitalize() for p in element.name.split("_")) + "Entry"
+            entry = target.nested_type.add(name=entry_name)
+            entry.options.map_entry = True
+            key = entry.field.add(name="key", number=1, label=_FDP.LABEL_OPTIONAL)
+            _set_type(key, element.key_type, name, schema)
+            value = entry.field.add(name="value", number=2, label=_FDP.LABEL_OPTIONAL)
+            _set_type(value, element.value_type, name, schema)
+            added = target.field.add(
+                name=element.name,
+                number=element.number,
+                label=_FDP.LABEL_REPEATED,
+                type=_FDP.TYPE_MESSAGE,
+                type_name=f"{name}.{entry_name}",
+            )

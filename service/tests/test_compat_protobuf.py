@@ -1,0 +1,312 @@
+"""Protobuf wire compatibility: a table of (old, new, breaks backward, breaks forward).
+
+Verdicts follow protobuf's own rules ("Updating A Message Type" in the language guide)
+and the reference registries' Protobuf rules (oneof moves, removed messages, package).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from schema_registry import compatibility
+from schema_registry.config import COMPATIBILITY_MODES as MODES
+from schema_registry.formats import protobuf
+
+HEAD = 'syntax = "proto3";\npackage llm.v1;\n'
+
+
+def msg(body: str, extra: str = "") -> str:
+    return f"{HEAD}{extra}message Chat {{ {body} }}\n"
+
+
+def one(kind: str, label: str = "") -> str:
+    return msg(f"{label} {kind} f = 1;".strip())
+
+
+# (case, old, new, breaks backward, breaks forward, rule of the breaking direction)
+CASES = [
+    ("field added", msg("string a = 1;"), msg("string a = 1; int32 b = 2;"), False, False, None),
+    ("field removed", msg("string a = 1; int32 b = 2;"), msg("string a = 1;"), False, False, None),
+    ("field renamed", msg("string a = 1;"), msg("string b = 1;"), False, False, None),
+    ("string to int32", one("string"), one("int32"), True, True, "FIELD_TYPE_CHANGED"),
+    (
+        "message to string",
+        msg("Sub f = 1;", "message Sub { int32 x = 1; }\n"),
+        one("string"),
+        True,
+        True,
+        "FIELD_TYPE_CHANGED",
+    ),
+    (
+        "message type changed",
+        msg("A f = 1;", "message A {}\nmessage B {}\n"),
+        msg("B f = 1;", "message A {}\nmessage B {}\n"),
+        True,
+        True,
+        "FIELD_TYPE_CHANGED",
+    ),
+    (
+        "nested type by short and full name",
+        msg("message S { int32 c = 1; } S f = 1;"),
+        msg("message S { int32 c = 1; } .llm.v1.Chat.S f = 1;"),
+        False,
+        False,
+        None,
+    ),
+    (
+        "package-qualified name",
+        msg("Sub f = 1;", "message Sub {}\n"),
+        msg("llm.v1.Sub f = 1;", "message Sub {}\n"),
+        False,
+        False,
+        None,
+    ),
+    (
+        "imported type kept",
+        msg("google.protobuf.Timestamp t = 1;", 'import "google/protobuf/timestamp.proto";\n'),
+        msg(".google.protobuf.Timestamp t = 1;", 'import "google/protobuf/timestamp.proto";\n'),
+        False,
+        False,
+        None,
+    ),
+    (
+        "imported type changed",
+        msg("google.protobuf.Timestamp t = 1;"),
+        msg("google.protobuf.Duration t = 1;"),
+        True,
+        True,
+        "FIELD_TYPE_CHANGED",
+    ),
+    (
+        "package changed",
+        msg("string a = 1;"),
+        msg("string a = 1;").replace("llm.v1", "llm.v2"),
+        True,
+        True,
+        "PACKAGE_CHANGED",
+    ),
+    (
+        "message removed",
+        msg("string a = 1;", "message Old {}\n"),
+        msg("string a = 1;"),
+        True,
+        False,
+        "MESSAGE_REMOVED",
+    ),
+    (
+        "required field added (proto2)",
+        'syntax = "proto2";\nmessage M { optional int32 a = 1; }',
+        'syntax = "proto2";\nmessage M { optional int32 a = 1; required int32 b = 2; }',
+        True,
+        False,
+        "REQUIRED_ADDED",
+    ),
+    (
+        "field moved into a new oneof",
+        msg("string a = 1; int32 b = 2;"),
+        msg("oneof c { string a = 1; } int32 b = 2;"),
+        False,
+        False,
+        None,
+    ),
+    (
+        "two fields moved into a new oneof",
+        msg("string a = 1; int32 b = 2;"),
+        msg("oneof c { string a = 1; int32 b = 2; }"),
+        True,
+        False,
+        "MULTIPLE_FIELDS_MOVED_TO_ONEOF",
+    ),
+    (
+        "field moved into an existing oneof",
+        msg("oneof c { string a = 1; } int32 b = 2;"),
+        msg("oneof c { string a = 1; int32 b = 2; }"),
+        True,
+        False,
+        "FIELD_MOVED_TO_EXISTING_ONEOF",
+    ),
+    (
+        "oneof field removed",
+        msg("oneof c { string a = 1; int32 b = 2; }"),
+        msg("oneof c { string a = 1; }"),
+        True,
+        False,
+        "ONEOF_FIELD_REMOVED",
+    ),
+    (
+        "oneof field added",
+        msg("oneof c { string a = 1; }"),
+        msg("oneof c { string a = 1; int32 b = 2; }"),
+        False,
+        True,
+        "ONEOF_FIELD_REMOVED",
+    ),
+    (
+        "oneof field type changed",
+        msg("oneof c { string a = 1; }"),
+        msg("oneof c { double a = 1; }"),
+        True,
+        True,
+        "FIELD_TYPE_CHANGED",
+    ),
+    (
+        "map value changed",
+        msg("map<string, int32> m = 1;"),
+        msg("map<string, string> m = 1;"),
+        True,
+        True,
+        "MAP_VALUE_CHANGED",
+    ),
+    (
+        "map key changed",
+        msg("map<string, int32> m = 1;"),
+        msg("map<int64, int32> m = 1;"),
+        True,
+        True,
+        "MAP_KEY_CHANGED",
+    ),
+    (
+        "map value wire-compatible",
+        msg("map<string, int32> m = 1;"),
+        msg("map<string, int64> m = 1;"),
+        False,
+        False,
+        None,
+    ),
+    (
+        "map to repeated",
+        msg("map<string, int32> m = 1;"),
+        msg("repeated string m = 1;"),
+        True,
+        True,
+        "FIELD_KIND_CHANGED",
+    ),
+    (
+        "map value by nested name",
+        msg("message V {} map<string, V> m = 1;"),
+        msg("message V {} map<string, .llm.v1.Chat.V> m = 1;"),
+        False,
+        False,
+        None,
+    ),
+    ("repeated string to singular", one("string", "repeated"), one("string"), False, False, None),
+    ("singular string to repeated", one("string"), one("string", "repeated"), False, False, None),
+    (
+        "repeated int32 to singular",
+        one("int32", "repeated"),
+        one("int32"),
+        True,
+        False,
+        "FIELD_NUMERIC_LABEL_CHANGED",
+    ),
+    (
+        "singular int32 to repeated",
+        one("int32"),
+        one("int32", "repeated"),
+        False,
+        True,
+        "FIELD_NUMERIC_LABEL_CHANGED",
+    ),
+    ("optional to singular", one("int32", "optional"), one("int32"), False, False, None),
+    (
+        "enum to int32",
+        msg("enum E { A = 0; } E f = 1;"),
+        msg("enum E { A = 0; } int32 f = 1;"),
+        False,
+        False,
+        None,
+    ),
+    (
+        "enum to string",
+        msg("enum E { A = 0; } E f = 1;"),
+        msg("enum E { A = 0; } string f = 1;"),
+        True,
+        True,
+        "FIELD_TYPE_CHANGED",
+    ),
+]
+GROUPS = [
+    ["int32", "uint32", "int64", "uint64", "bool"],
+    ["sint32", "sint64"],
+    ["fixed32", "sfixed32"],
+    ["fixed64", "sfixed64"],
+    ["string", "bytes"],
+]
+ALL = sorted({t for g in GROUPS for t in g} | {"float", "double"})
+# Every scalar pair: compatible exactly when both are in one wire group.
+for a in ALL:
+    for b in ALL:
+        if a < b:
+            same = any(a in g and b in g for g in GROUPS)
+            rule = None if same else "FIELD_TYPE_CHANGED"
+            CASES.append((f"{a} to {b}", one(a), one(b), not same, not same, rule))
+
+
+def _violations(reader_text: str, writer_text: str) -> list:
+    return protobuf.reader_rejections(protobuf.parse(reader_text), protobuf.parse(writer_text))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_protobuf_pair(case):
+    _name, old, new, back, fwd, rule = case
+    backward, forward = _violations(new, old), _violations(old, new)
+    assert bool(backward) is back, backward
+    assert bool(forward) is fwd, forward
+    if rule:
+        found = backward if back else forward
+        assert rule in {v["rule"] for v in found}, found
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_protobuf_modes(mode):
+    old, new = one("int32", "repeated"), one("int32")
+    found = compatibility.check(protobuf, mode, protobuf.parse(new), [("1", protobuf.parse(old))])
+    assert bool(found) is (mode != "NONE" and not mode.startswith("FORWARD"))
+
+
+def test_protobuf_count(capsys):
+    with capsys.disabled():
+        print(f"\nProtobuf pairs: {len(CASES)}")
+    assert len(CASES) > 80
+
+
+# --- data validation by protobuf's JSON mapping ------------------------------------------
+RICH = """syntax = "proto3";
+package acme.v1;
+import "google/protobuf/timestamp.proto";
+message Reply {
+  message Usage { int32 tokens = 1; }
+  enum Finish { STOP = 0; LENGTH = 1; }
+  Usage usage = 1;
+  oneof body { string text = 2; bytes blob = 3; }
+  map<string, Usage> per_model = 4;
+  repeated int64 ids = 5;
+  Finish finish = 6;
+  google.protobuf.Timestamp at = 7;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "valid"),
+    [
+        ({}, True),
+        ({"usage": {"tokens": 3}, "text": "hi", "perModel": {"m": {"tokens": 1}}}, True),
+        ({"ids": ["1", 2], "finish": "LENGTH", "at": "2026-01-01T00:00:00Z"}, True),
+        ({"usage": {"tokens": "many"}}, False),
+        ({"text": "a", "blob": "YQ=="}, False),  # two members of one oneof
+        ({"finish": "DONE"}, False),
+        ({"unknown": 1}, False),
+        ({"at": "yesterday"}, False),
+        (["not", "an", "object"], False),
+    ],
+)
+def test_protobuf_data_validation(data, valid):
+    errors = protobuf.validate(protobuf.parse(RICH), data)
+    assert (errors == []) is valid, errors
+
+
+def test_protobuf_validation_of_unknown_imports_is_unsupported():
+    parsed = protobuf.parse('syntax = "proto3";\nimport "x.proto";\nmessage M { x.T t = 1; }\n')
+    with pytest.raises(NotImplementedError, match=r"x\.proto"):
+        protobuf.validate(parsed, {})

@@ -1,0 +1,202 @@
+"""Redis Sentinel: real redis-server master + replica and three redis-sentinel processes
+on loopback (ports 56390-56394), ACL users as in production; SENTINEL FAILOVER under reads."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from helpers import Server, auth, write_config
+
+MASTER, REPLICA = 56390, 56391
+SENTINELS = (56392, 56393, 56394)
+USER, PASSWORD, SENTINEL_PASSWORD = "registry", "cache-pw-for-tests", "sentinel-pw-for-tests"
+CHAT = {"type": "object", "properties": {"prompt": {"type": "string"}}}
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-sentinel") is None, reason="redis-sentinel is not installed"
+)
+
+
+def _wait_port(port: int, password: str | None = None, username: str | None = None) -> None:
+    client = redis.Redis(port=port, username=username, password=password, socket_timeout=0.5)
+    for _ in range(100):
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answers on {port}")
+
+
+def _data(port: int) -> redis.Redis:
+    return redis.Redis(port=port, username=USER, password=PASSWORD, socket_timeout=2)
+
+
+def _sentinel(port: int) -> redis.Redis:
+    return redis.Redis(port=port, password=SENTINEL_PASSWORD, socket_timeout=2)
+
+
+@pytest.fixture
+def sentinel_cluster() -> Iterator[None]:
+    folder = Path(tempfile.mkdtemp(prefix="sr-test-sentinel-"))
+    processes: list[subprocess.Popen] = []
+    acl = ["--user", "default", "off", "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all"]
+    try:
+        for port in (MASTER, REPLICA):
+            extra = ["--replicaof", "127.0.0.1", str(MASTER)] if port == REPLICA else []
+            command = [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                "--masteruser",
+                USER,
+                "--masterauth",
+                PASSWORD,
+                *acl,
+                *extra,
+            ]
+            processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+            _wait_port(port, PASSWORD, USER)
+        for port in SENTINELS:
+            conf = folder / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+                f"requirepass {SENTINEL_PASSWORD}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\n"
+                f"sentinel monitor registry 127.0.0.1 {MASTER} 2\n"
+                f"sentinel auth-user registry {USER}\nsentinel auth-pass registry {PASSWORD}\n"
+                "sentinel down-after-milliseconds registry 2000\n"
+                "sentinel failover-timeout registry 10000\n"
+            )
+            processes.append(
+                subprocess.Popen(["redis-sentinel", str(conf)], stdout=subprocess.DEVNULL)
+            )
+            _wait_port(port, SENTINEL_PASSWORD)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = _sentinel(SENTINELS[0]).sentinel_master("registry")
+            if int(info["num-slaves"]) >= 1 and int(info["num-other-sentinels"]) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("sentinels did not discover the replica and each other")
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Reader(threading.Thread):
+    def __init__(self, base_url: str, ids: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.base_url, self.ids = base_url, ids
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failed: list[str] = []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=10) as http:
+            while not self.stop.is_set():
+                for schema_id in self.ids:
+                    try:
+                        answer = http.get(f"/api/v1/schemas/{schema_id}")
+                    except httpx.HTTPError as exc:
+                        self.failed.append(repr(exc))
+                        continue
+                    if answer.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failed.append(f"{answer.status_code} {answer.text[:200]}")
+                time.sleep(0.01)
+
+
+def _register(http: httpx.Client, subject: str) -> str:
+    body = {"subject": subject, "schema": CHAT, "schema_type": "json"}
+    answer = http.post("/api/v1/schemas", json=body, headers=auth())
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()["id"]
+
+
+def _cached_on(port: int, schema_id: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _data(port).exists(f"schema:{schema_id}"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_cache_follows_a_sentinel_failover_and_reads_never_fail(
+    sentinel_cluster, migrated_db, tmp_path
+):
+    # The URL's host:port point at nothing: with sentinels only its user, password and
+    # database count, the master comes from the sentinels.
+    url = f"redis://{USER}:{PASSWORD}@127.0.0.1:56398/0"
+    config = write_config(
+        tmp_path,
+        migrated_db,
+        url,
+        redis={
+            "sentinels": [f"127.0.0.1:{port}" for port in SENTINELS],
+            "sentinel_master": "registry",
+            "sentinel_password": SENTINEL_PASSWORD,
+        },
+        cache={"local_ttl_seconds": 0},  # every read goes to Redis: shows the cache tier
+    )
+    server = Server(config).start()
+    reader = None
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            first = _register(http, "llm.sentinel.before")
+            assert http.get(f"/api/v1/schemas/{first}").status_code == 200
+            assert _cached_on(MASTER, first), "the cache did not write to the first master"
+            assert http.get("/health").json()["components"]["redis"]["status"] == "up"
+            reader = Reader(server.url, [first])
+            reader.start()
+            time.sleep(0.5)
+            assert _sentinel(SENTINELS[0]).execute_command("SENTINEL", "FAILOVER", "registry")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                address = _sentinel(SENTINELS[1]).sentinel_get_master_addr_by_name("registry")
+                moved = address is not None and int(address[1]) == REPLICA
+                if moved and _data(REPLICA).execute_command("ROLE")[0] == b"master":
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the failover did not complete")
+            # Written after the failover: it must land on the new master.
+            second = _register(http, "llm.sentinel.after")
+            deadline = time.monotonic() + 20
+            while not _data(REPLICA).exists(f"schema:{second}") and time.monotonic() < deadline:
+                assert http.get(f"/api/v1/schemas/{second}").status_code == 200
+                time.sleep(0.2)
+            assert _data(REPLICA).exists(f"schema:{second}"), "the cache did not follow"
+            time.sleep(1.0)
+            reader.stop.set()
+            reader.join(timeout=30)
+            assert not reader.failed, reader.failed[:5]
+            assert reader.ok > 0
+            assert http.get("/health").json()["components"]["redis"]["status"] == "up"
+    finally:
+        if reader is not None:
+            reader.stop.set()
+        server.stop()
