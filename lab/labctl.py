@@ -968,6 +968,21 @@ def select_hosts(state: dict[str, Any], names: list[str]) -> list[dict[str, Any]
     return [known[name] for name in names] if names else list(known.values())
 
 
+def clear_host_veth(host: dict[str, Any]) -> None:
+    """nspawn names the host side of a host's veth vb-<machine>; after a SIGKILL the
+    kernel removes it only when the host's network namespace is gone, which may lag, and
+    a boot meanwhile fails with "File exists". Wait for it, then remove it ourselves."""
+    name = f"vb-{host['machine']}"
+    if len(name) > 15:  # nspawn shortens such names: nothing we can name safely
+        return
+    deadline = time.monotonic() + 10
+    while link_exists(name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if link_exists(name):
+        with contextlib.suppress(LabError):  # gone meanwhile
+            run(["ip", "link", "del", name])
+
+
 def cmd_kill(lab: str, names: list[str]) -> None:
     """Kill hosts: SIGKILL to nspawn and everything below it, no shutdown, as a crashed
     machine would do: its services get no chance to hand over and its address goes
@@ -988,6 +1003,7 @@ def cmd_kill(lab: str, names: list[str]) -> None:
             send_signal(victims, signal.SIGKILL)
             if wait_gone(victims, 10):
                 raise LabError(f"host {host['name']} would not die")
+            clear_host_veth(host)
             log(f"host {host['name']} killed")
 
 
@@ -1003,6 +1019,7 @@ def cmd_boot(lab: str, names: list[str]) -> None:
         wanted = select_hosts(state, names)
         to_boot = [host for host in wanted if not host_alive(host)]
         for host in to_boot:
+            clear_host_veth(host)
             start_host(state, host)
         save_state(state)
         for host in to_boot:

@@ -375,8 +375,8 @@ ARGUMENT_SPEC = {
     "include_usage": {"type": "bool", "default": True},
     "prompts": {"type": "list", "elements": "str"},
     "prompts_file": {"type": "path"},
-    "synthetic_prompt_tokens": {"type": "int"},
-    "max_tokens": {"type": "int", "default": 128},
+    "synthetic_prompt_tokens": {"type": "int", "no_log": False},  # a count
+    "max_tokens": {"type": "int", "default": 128, "no_log": False},  # a count, not a token secret
     "mode": {"type": "str", "default": "concurrency", "choices": list(config_mod.MODES)},
     "concurrency": {"type": "int", "default": 1},
     "rate": {"type": "float"},
