@@ -83,7 +83,7 @@ def destroy_database(host) -> float:
     # The postmaster itself, not `systemctl kill`: the lab cannot always signal a whole
     # control group (lab/README.md); its backends exit when they see it gone.
     host.check_output(f"sudo sh -c 'kill -KILL $(head -1 {PG_DATA}/postmaster.pid)'")
-    for _ in range(50):
+    for _attempt in range(50):
         if host.run("pgrep -u postgres -x postgres").rc != 0:
             break
         time.sleep(0.2)
