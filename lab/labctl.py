@@ -983,17 +983,24 @@ def clear_host_veth(host: dict[str, Any]) -> None:
             run(["ip", "link", "del", name])
 
 
-def cmd_kill(lab: str, names: list[str]) -> None:
-    """Kill hosts: SIGKILL to nspawn and everything below it, no shutdown, as a crashed
-    machine would do: its services get no chance to hand over and its address goes
-    away at once. Their disks (upper dirs) stay. Not a power cut: what the processes
-    had written is in the build machine's page cache and survives."""
+@contextlib.contextmanager
+def lab_that_is_up(lab: str) -> Iterator[dict[str, Any]]:
+    """The state of a lab that is up, under its lock (kill and boot act on its hosts)."""
     validate_lab_name(lab)
     require_root()
     with locked(f"lab-{lab}"):
         state = load_state(lab)
         if state is None:
             raise LabError(f"lab {lab} is not up")
+        yield state
+
+
+def cmd_kill(lab: str, names: list[str]) -> None:
+    """Kill hosts: SIGKILL to nspawn and everything below it, no shutdown, as a crashed
+    machine would do: its services get no chance to hand over and its address goes
+    away at once. Their disks (upper dirs) stay. Not a power cut: what the processes
+    had written is in the build machine's page cache and survives."""
+    with lab_that_is_up(lab) as state:
         for host in select_hosts(state, names):
             if not host_alive(host):
                 log(f"host {host['name']} is already stopped")
@@ -1009,12 +1016,7 @@ def cmd_kill(lab: str, names: list[str]) -> None:
 
 def cmd_boot(lab: str, names: list[str]) -> None:
     """Boot stopped hosts of a lab again on their kept disks (like a power-on)."""
-    validate_lab_name(lab)
-    require_root()
-    with locked(f"lab-{lab}"):
-        state = load_state(lab)
-        if state is None:
-            raise LabError(f"lab {lab} is not up")
+    with lab_that_is_up(lab) as state:
         key = Path(state["state_dir"]) / KEY_NAME
         wanted = select_hosts(state, names)
         to_boot = [host for host in wanted if not host_alive(host)]

@@ -68,14 +68,21 @@ def write_for(host, log: str, seconds: float) -> None:
         )
 
 
+def gone(host, pgrep: str, seconds: float) -> bool:
+    """True once the pgrep command finds nothing (within seconds)."""
+    deadline = time.monotonic() + seconds
+    while host.run(pgrep).rc == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def stop_writer(host, log: str) -> None:
     with host.sudo("postgres"):
         host.check_output(f"touch {log}.stop")
-    for _unused in range(100):
-        if host.run("pgrep -f dr_writer.py").rc != 0:
-            return
-        time.sleep(0.2)
-    pytest.fail("the writer did not stop")
+    if not gone(host, "pgrep -f dr_writer.py", seconds=20):
+        pytest.fail("the writer did not stop")
 
 
 def destroy_database(host) -> float:
@@ -83,11 +90,8 @@ def destroy_database(host) -> float:
     # The postmaster itself, not `systemctl kill`: the lab cannot always signal a whole
     # control group (lab/README.md); its backends exit when they see it gone.
     host.check_output(f"sudo sh -c 'kill -KILL $(head -1 {PG_DATA}/postmaster.pid)'")
-    for _attempt in range(50):
-        if host.run("pgrep -u postgres -x postgres").rc != 0:
-            break
-        time.sleep(0.2)
-    host.run("sudo pkill -KILL -u postgres -x postgres")
+    if not gone(host, "pgrep -u postgres -x postgres", seconds=10):
+        host.run("sudo pkill -KILL -u postgres -x postgres")
     host.check_output(f"sudo rm -rf {PG_DATA}")
     return float(host.check_output("date +%s.%N"))
 
