@@ -16,7 +16,7 @@ LAB_HOSTS ?= --host registry1:registry --host registry2:registry --host data1:db
              --host lb1:lb --host mon1:monitoring,bench
 # Longest first, so two at a time finish together.
 SCENARIOS ?= release ha_edge disaster_recovery all_in_one multi_host monitoring benchmark data_stores lab_smoke
-MOLECULE_JOBS ?= 2
+MOLECULE_JOBS ?= 3
 
 APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \
                 postgresql redis-server redis-sentinel haproxy prometheus prometheus-alertmanager \
@@ -94,7 +94,7 @@ units: venv ## ansible-test units (tests/unit, run the way ansible-test runs a c
 	bash tests/ansible_test.sh units
 
 unit: venv ## Unit tests of modules, module_utils and the lab tool
-	pytest -q tests/unit
+	pytest -q -n 2 tests/unit
 
 lab-test: venv ## The lab tool's own end-to-end tests (boots and removes real hosts)
 	pytest -q -p no:cacheprovider lab/tests
