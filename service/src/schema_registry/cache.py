@@ -23,7 +23,9 @@ from collections import OrderedDict
 
 import redis.asyncio as redis
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from schema_registry import metrics
@@ -65,6 +67,12 @@ class LocalCache:
         self._entries.pop(key, None)
 
 
+def _no_retry() -> Retry:
+    """redis-py retries a failed command 10 times with backoff by default: a dead host
+    then holds a read for many seconds. The cache is optional: fail at once, back off."""
+    return Retry(NoBackoff(), 0)
+
+
 def _sentinel_client(
     url: str,
     timeout: float,
@@ -81,8 +89,9 @@ def _sentinel_client(
     sentinel_auth = {"username": username, "password": password} if password else {}
     manager = Sentinel(
         list(sentinels),
-        sentinel_kwargs={**sockets, **sentinel_auth},
+        sentinel_kwargs={**sockets, **sentinel_auth, "retry": _no_retry()},
         retry_on_timeout=False,
+        retry=_no_retry(),
         **sockets,
         **auth,
     )
@@ -107,6 +116,7 @@ class SchemaCache:
         self.local = LocalCache(local_ttl_seconds, local_max_entries)
         self.enabled = url is not None
         self._down_until = 0.0
+        self._bound = 2 * timeout  # socket timeouts apply per connection step
         self._client: redis.Redis | None = None
         if url and sentinels:
             self._client = _sentinel_client(
@@ -123,6 +133,7 @@ class SchemaCache:
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry_on_timeout=False,
+                retry=_no_retry(),
             )
 
     @staticmethod
@@ -146,7 +157,8 @@ class SchemaCache:
             metrics.CACHE_OPERATIONS.labels("get", "redis", "skipped").inc()
             return None
         try:
-            value = await self._client.get(self.key(schema_id))
+            # One bound for the whole call, master discovery through Sentinel included.
+            value = await asyncio.wait_for(self._client.get(self.key(schema_id)), self._bound)
         except (RedisError, OSError) as exc:
             self._failed("get", exc)
             metrics.CACHE_OPERATIONS.labels("get", "redis", "error").inc()
@@ -162,7 +174,9 @@ class SchemaCache:
         if not self._usable():
             return
         try:
-            await self._client.set(self.key(schema_id), body, ex=self.ttl)
+            await asyncio.wait_for(
+                self._client.set(self.key(schema_id), body, ex=self.ttl), self._bound
+            )
         except (RedisError, OSError) as exc:
             self._failed("set", exc)
             return
