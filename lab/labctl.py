@@ -86,6 +86,7 @@ SSH_TIMEOUT = 300.0  # generous: a machine busy with parallel test runs boots sl
 SSH_PROBE_TIMEOUT = 30
 STOP_TIMEOUT = 20.0
 IPT_COMMENT_PREFIX = "llmops-lab:"
+USER_SESSIONS_RETRY = "[Service]\nRestart=on-failure\nRestartSec=1\n"
 
 
 def log(message: str) -> None:
@@ -302,12 +303,9 @@ def descendants(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        ppid = pid_parent(int(entry.name))
+        if ppid is not None:
+            children.setdefault(ppid, []).append(int(entry.name))
     found: list[int] = []
     todo = [pid]
     while todo:
@@ -492,6 +490,13 @@ def seed_upper(
     (etc / "systemd/system").mkdir(parents=True)
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         (etc / "systemd/system" / timer).symlink_to("/dev/null")
+    # Now and then a unit started at boot fails with 219/CGROUP ("Failed to attach to
+    # cgroup ...: No such file or directory", a race in this machine's cgroup v1
+    # hierarchy). When that unit is systemd-user-sessions, /run/nologin stays and sshd
+    # refuses every login for good: let it try again.
+    dropin = etc / "systemd/system/systemd-user-sessions.service.d"
+    dropin.mkdir(parents=True)
+    (dropin / "llmops-lab-retry.conf").write_text(USER_SESSIONS_RETRY)
     (etc / "systemd/network/80-container-host0.network").write_text(
         render_network_unit(ipaddress.IPv4Address(host["address"]), state["index"])
     )
@@ -679,8 +684,47 @@ def wait_for_ssh(host: dict[str, Any], key: Path) -> None:
         time.sleep(0.3)
     raise LabError(
         f"host {host['name']} did not answer SSH within {SSH_TIMEOUT:.0f} s "
-        f"(last try: {why}); log {host['log']}:\n" + tail(Path(host["log"]))
+        f"(last try: {why}); log {host['log']}:\n"
+        + tail(Path(host["log"]))
+        + "\ninside the host:\n"
+        + inside_view(host)
     )
+
+
+# What the host itself says about its boot and sshd: the client only sees a closed
+# connection, the reason is in the host's journal.
+INSIDE_COMMANDS = (
+    ("systemctl", "is-system-running"),
+    ("systemctl", "--failed", "--no-legend", "--no-pager"),
+    ("ls", "-l", "/run/nologin"),
+    ("journalctl", "-b", "--no-pager", "-n", "25", "_COMM=sshd"),
+)
+
+
+def inside_view(host: dict[str, Any]) -> str:
+    """The output of INSIDE_COMMANDS run in the host's namespaces (via its init)."""
+    children = [pid for pid in descendants(host["pid"]) if pid_parent(pid) == host["pid"]]
+    if not children:
+        return "(no init process)"
+    lines = []
+    for command in INSIDE_COMMANDS:
+        argv = ["nsenter", "-t", str(children[0]), "-a", *command]
+        result = subprocess.run(  # noqa: S603 - fixed argv
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        lines.append(f"$ {' '.join(command)}\n{(result.stdout + result.stderr).strip()}")
+    return "\n".join(lines)
+
+
+def pid_parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def tail(path: Path, lines: int = 20) -> str:
