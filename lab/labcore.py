@@ -104,6 +104,11 @@ def bridge_name(index: int) -> str:
     return f"llmlab{index}"
 
 
+def bridge_mac(index: int) -> str:
+    """Fixed MAC of lab `index`'s bridge: locally administered, unicast, unique per lab."""
+    return f"02:6c:6c:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}:01"
+
+
 def gateway_address(index: int) -> ipaddress.IPv4Address:
     return lab_network(index).network_address + 1
 

@@ -40,6 +40,7 @@ from labcore import (
     HostSpec,
     LabError,
     allocate_index,
+    bridge_mac,
     bridge_name,
     gateway_address,
     host_addresses,
@@ -392,6 +393,11 @@ def setup_network(state: dict[str, Any]) -> None:
     bridge = state["bridge"]
     if not link_exists(bridge):
         run(["ip", "link", "add", bridge, "type", "bridge"])
+    # A bridge without an address of its own takes the lowest of its ports' MACs, so
+    # killing that host changed the gateway's MAC under every other host: their replies
+    # went to the old one until ARP caught up, stalling all traffic of the lab (seen as
+    # every in-flight request of a fault drill timing out at once).
+    run(["ip", "link", "set", "dev", bridge, "address", bridge_mac(state["index"])])
     gateway = f"{gateway_address(state['index'])}/24"
     addrs = run(["ip", "-j", "-4", "addr", "show", "dev", bridge]).stdout
     if gateway.split("/", maxsplit=1)[0] not in addrs:

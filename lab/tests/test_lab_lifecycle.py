@@ -170,6 +170,26 @@ def test_a_rebooted_host_stays_down_until_up_boots_it_again(labs: dict[str, dict
     assert ssh(LAB_B, host["address"], "cat /etc/machine-id").stdout == machine_id
 
 
+def test_killing_a_host_leaves_the_gateway_mac_alone(labs: dict[str, dict]) -> None:
+    """A bridge follows the lowest MAC of its ports unless given one: killing the host
+    whose port had it changed the gateway's MAC under the other hosts."""
+    bridge = Path("/sys/class/net") / labs[LAB_A]["bridge"]
+    before = (bridge / "address").read_text()
+    ports = {
+        port.name: Path("/sys/class/net", port.name, "address").read_text()
+        for port in (bridge / "brif").iterdir()
+    }
+    lowest = min(ports, key=lambda name: int(ports[name].strip().replace(":", ""), 16))
+    victim = next(h for h in labs[LAB_A]["hosts"] if lowest == f"vb-{h['machine']}")
+    other = next(h for h in labs[LAB_A]["hosts"] if h is not victim)
+    assert labctl("kill", "--lab", LAB_A, "--host", victim["name"]).returncode == 0
+    try:
+        assert (bridge / "address").read_text() == before
+        assert ssh(LAB_A, other["address"], "true").returncode == 0
+    finally:
+        assert labctl("boot", "--lab", LAB_A, "--host", victim["name"]).returncode == 0
+
+
 def test_down_leaves_nothing_behind_and_is_safe_twice(labs: dict[str, dict]) -> None:
     for lab in (LAB_A, LAB_B):
         lab_state = state(lab)

@@ -125,6 +125,13 @@ def test_every_lab_gets_its_own_bridge_fitting_ifnamsiz() -> None:
     assert max(len(name) for name in names) <= 15
 
 
+def test_every_lab_bridge_gets_its_own_locally_administered_unicast_mac() -> None:
+    macs = {labcore.bridge_mac(i) for i in range(1, 255)}
+    assert len(macs) == 254
+    first_octets = {int(mac.split(":")[0], 16) for mac in macs}
+    assert all(octet & 0b10 and not octet & 0b1 for octet in first_octets)
+
+
 def test_host_addresses_start_at_10_and_stay_in_the_lab_subnet() -> None:
     addresses = labcore.host_addresses(7, 3)
     assert [str(a) for a in addresses] == ["10.213.7.10", "10.213.7.11", "10.213.7.12"]
