@@ -138,6 +138,10 @@ def test_validate_json_data(client):
     bad = client.post(f"/api/v1/validate/{schema_id}", json={"prompt": 3}).json()
     assert bad["is_valid"] is False
     assert "/prompt" in bad["errors"][0]
+    # Validated data is never stored: a NUL character in it is ordinary JSON text.
+    nul = client.post(f"/api/v1/validate/{schema_id}", json={"prompt": "a\x00b"})
+    assert nul.status_code == 200, nul.text
+    assert nul.json() == {"is_valid": True, "errors": []}
 
 
 def test_validate_avro_data(client):

@@ -259,7 +259,9 @@ class Service:
             await asyncio.sleep(5)
 
 
-async def read_json(request: Request) -> Any:
+async def read_json(request: Request, *, stored: bool = True) -> Any:
+    """The request's JSON document; `stored=False` for data that is only read (validated),
+    never written to the database, so it may hold any JSON string."""
     body = await request.body()
     if not body:
         raise ApiError(400, "INVALID_JSON", "request body is empty; a JSON document is needed")
@@ -270,7 +272,7 @@ async def read_json(request: Request) -> Any:
     # PostgreSQL text and jsonb cannot hold a NUL character: refuse it here with a 400
     # naming where it is, not a 500 from the database. Only a body with the escape can
     # hold one, so most requests skip the walk.
-    where = _nul_at(document) if b"\\u0000" in body else None
+    where = _nul_at(document) if stored and b"\\u0000" in body else None
     if where is not None:
         raise ApiError(
             400,
@@ -472,7 +474,7 @@ async def validate_data(request: Request) -> Response:
     service = _service(request)
     service.authorize(request, write=False)
     record = await service.schema_record(request.path_params["schema_id"])
-    data = await read_json(request)
+    data = await read_json(request, stored=False)
     refs = await service.registry.stored_refs(record)
     errors = service.registry.validate(record["format"], record["content"], data, refs)
     return json_response({"is_valid": not errors, "errors": errors})
