@@ -52,14 +52,20 @@ PY
 fi
 
 # The copy: what git would see (tracked and new, not ignored), without the collections/
-# link (it points back at the checkout), the .venv link, and service/: the registry
-# service is its own Python project (service/pyproject.toml, its own ruff and pytest),
-# not part of the collection (galaxy.yml build_ignore), so ansible-test's rules for
-# modules and module_utils are not its rules.
+# link (it points back at the checkout) and the .venv link. sanity also leaves out
+# service/: the registry service is its own Python project (service/pyproject.toml, its
+# own ruff and pytest), not part of the collection (galaxy.yml build_ignore), so
+# ansible-test's rules for modules and module_utils are not its rules. units keeps it:
+# tests/unit checks the metrics the dashboards and alerts query against the ones the
+# service exports (service/src/schema_registry/metrics.py).
+skip=(-e '^collections/' -e '^\.venv$')
+if [[ "$command" == sanity ]]; then
+    skip+=(-e '^service/')
+fi
 rm -rf "$tree"
 mkdir -p "$tree"
 git ls-files -z --cached --others --exclude-standard \
-    | grep -zv -e '^collections/' -e '^\.venv$' -e '^service/' \
+    | grep -zv "${skip[@]}" \
     | rsync -a --from0 --files-from=- ./ "$tree/"
 # .cache/ is inside this checkout and ignored by it: ansible-test asks git which files
 # exist, so the copy gets a repository of its own (nothing committed, nothing ignored).

@@ -53,9 +53,18 @@ def test_config_runs_every_endpoint_then_merge_combines_the_result_files(tmp_pat
                         "num_requests": 3,
                         "output_dir": str(tmp_path),
                     },
+                    # Rate mode sizes its open files for rate x request_timeout_s in
+                    # flight: 50/s x 10 s fits the 1024 soft limit ansible-test sets
+                    # (the default 60 s would need 3064).
                     "endpoints": [
                         {"endpoint": "one", "output_name": "one"},
-                        {"endpoint": "two", "output_name": "two", "mode": "constant", "rate": 50},
+                        {
+                            "endpoint": "two",
+                            "output_name": "two",
+                            "mode": "constant",
+                            "rate": 50,
+                            "request_timeout_s": 10,
+                        },
                     ],
                 }
             )

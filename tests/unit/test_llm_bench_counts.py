@@ -25,6 +25,7 @@ from llm_bench import engine, runner  # noqa: E402
 from llm_bench.config import ConfigError  # noqa: E402
 from mock_llm_server import WORD, chat_template, count_tokens  # noqa: E402
 from mock_llm_server.process import free_port, running  # noqa: E402
+from test_release_lib import COLLECTIONS  # noqa: E402
 
 CLI = ROOT / "bin" / "llm-latency-bench"
 PROMPTS = ["Hello there, how are you?", "Tell me: what is 2+2?"]
@@ -263,7 +264,7 @@ def test_concurrency_above_the_open_file_limit_is_refused(monkeypatch):
 
 
 def test_the_cli_takes_every_option_of_the_module():
-    sys.path.insert(0, str(ROOT / "collections"))
+    sys.path.insert(0, str(COLLECTIONS))
     from ansible_collections.llmops.registry.plugins.modules import (  # noqa: PLC0415
         llm_latency_benchmark as module,
     )

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
+# The controller tools next to the Python running the tests (the checkout's .venv, also
+# under ansible-test units, whose tree copy has no .venv link).
+BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from mock_llm_server.process import free_port, running  # noqa: E402
+from test_release_lib import COLLECTIONS  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (BIN / "ansible-playbook").exists(), reason="controller venv missing"
@@ -28,7 +31,7 @@ def ansible(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PATH": f"{BIN}:{os.environ['PATH']}",
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
         "ANSIBLE_NOCOLOR": "1",
     }

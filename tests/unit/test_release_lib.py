@@ -18,9 +18,32 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
+
+def _collections_root() -> Path:
+    """The folder that holds ansible_collections/llmops/registry: the import root.
+
+    Under ansible-test the collection is a real tree .../ansible_collections/llmops/registry
+    and the root is the folder above ansible_collections; in the checkout it is the
+    collections/ folder, whose ansible_collections/llmops/registry links back here.
+    """
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if parent.name == "ansible_collections":
+            return parent.parent
+    return here.parents[2] / "collections"
+
+
+COLLECTIONS = _collections_root()
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
+
+
+def python_path() -> str:
+    """PYTHONPATH for a child Python that imports the collection: the import root first,
+    then whatever the caller had (ansible-test puts its own entries there)."""
+    inherited = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([str(COLLECTIONS), *([inherited] if inherited else [])])
+
 
 # The code under test, imported once the path above is in place; test files import it
 # from here so the import order cannot break it.
@@ -163,7 +186,7 @@ def run_module(name: str, args: dict, check_mode: bool = False) -> dict:
     payload = {
         "ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode, _ansible_diff=True)
     }
-    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    env = dict(os.environ, PYTHONPATH=python_path())
     proc = subprocess.run(
         [sys.executable, str(MODULES / f"{name}.py")],
         input=json.dumps(payload),

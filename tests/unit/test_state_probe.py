@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_release_lib import COLLECTIONS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+sys.path.insert(0, str(COLLECTIONS))
 
 from ansible_collections.llmops.registry.plugins.module_utils.state_probe import (
     ProbeError,
