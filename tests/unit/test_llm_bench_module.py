@@ -28,9 +28,18 @@ pytestmark = pytest.mark.skipif(
 
 
 def ansible(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # The controller as a user runs it: the checkout's ansible.cfg, the tools' own
+    # ansible (not the module_utils-only one ansible-test puts on PYTHONPATH), none of
+    # the ANSIBLE_* settings ansible-test sets for its test process.
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "PYTHONPATH" and not key.startswith("ANSIBLE_")
+    }
     env = {
-        **os.environ,
+        **inherited,
         "PATH": f"{BIN}:{os.environ['PATH']}",
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
         "ANSIBLE_NOCOLOR": "1",
