@@ -33,11 +33,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from drill_load import Load, failure_counts
+
 REPO = Path(__file__).resolve().parents[1]
-LOADGEN = REPO / "molecule" / "release" / "loadgen.py"
 LABCTL = REPO / "lab" / "labctl.py"
-READ = "GET /api/v1/schemas/{id}"
-WRITE = "POST /api/v1/schemas"
 
 
 # --- the lab -----------------------------------------------------------------------
@@ -149,55 +148,6 @@ def registry_redis_status(address: str, port: int) -> str:
         return "unreachable"
 
 
-# --- load ---------------------------------------------------------------------------
-
-
-class Load:
-    def __init__(self, vip: str, work: Path, name: str, api_key: str, seconds: float) -> None:
-        self.stop = work / f"{name}.stop"
-        self.out = work / f"{name}.loadgen.json"
-        key = work / "api_key"
-        key.write_text(api_key)
-        key.chmod(0o600)
-        for path in (self.stop, self.out):
-            path.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(  # noqa: S603 - our own load generator, bounded
-            [
-                sys.executable,
-                str(LOADGEN),
-                "--host",
-                vip,
-                "--api-key-file",
-                str(key),
-                "--stop-file",
-                str(self.stop),
-                "--out",
-                str(self.out),
-                "--max-seconds",
-                str(seconds),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def finish(self) -> dict:
-        self.stop.touch()
-        _unused, err = self.proc.communicate(timeout=60)
-        if self.proc.returncode != 0:
-            raise SystemExit(f"load generator failed: {err[-500:]}")
-        summary = json.loads(self.out.read_text())
-        failures = summary["failures"]
-        return {
-            "requests": summary["requests"],
-            "failed": summary["failed"],
-            "failed_reads": sum(1 for f in failures if f["request"] == READ),
-            "failed_writes": sum(1 for f in failures if f["request"] == WRITE),
-            "failed_other": sum(1 for f in failures if f["request"] not in (READ, WRITE)),
-            "failures": failures[:50],
-        }
-
-
 def wait_for(predicate, timeout: float, step: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -249,7 +199,7 @@ def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
     followed = wait_for(replicas_follow, 30, 0.2)
     follow_seconds = round(time.monotonic() - killed, 2) if followed else None
     time.sleep(args.after)
-    result = load.finish()
+    result = failure_counts(load.finish())
     # What each registry instance says of its cache now (a Sentinel-aware registry
     # follows the new master: "up"; one pinned to the first cache host: "down").
     registry_redis = {
@@ -351,7 +301,7 @@ def lb_drill(args, inv, secrets, addresses, work: Path) -> dict:
     serving = wait_for(lambda: answers(args.vip), 30, 0.05)
     serving_seconds = round(time.monotonic() - killed, 2) if serving else None
     time.sleep(args.after)
-    result = load.finish()
+    result = failure_counts(load.finish())
     before = vrrp(addresses[taken]) if taken else {}
 
     labctl("boot", args.lab, victim)

@@ -2,8 +2,9 @@
 
 For each fault (kill the primary's host, planned switchover, stop one etcd member)
 two bounded load generators run from the controller:
-  - through the load balancer (lb:8080): reads of one cached schema and registrations
-    of new ones, every acknowledged registration logged;
+  - through the load balancer (lb:8080): molecule/release/loadgen.py (benchmarks/
+    drill_load.py), reads of one cached schema and registrations of new ones, every
+    acknowledged registration logged;
   - straight to PostgreSQL with a libpq multi-host connection string
     (target_session_attrs=read-write), one INSERT per request, every acknowledged id
     logged (psql, so no driver is needed on the controller).
@@ -16,16 +17,19 @@ targets. Needs root (labctl kill/boot) for the kill fault.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import subprocess
+import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from drill_load import READ, WRITE, Load
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "ha_bench_writes"
@@ -34,26 +38,12 @@ TABLE = "ha_bench_writes"
 @dataclass
 class Log:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    reads_ok: int = 0
-    reads_failed: list[float] = field(default_factory=list)
     writes_ok: list[tuple[float, str]] = field(default_factory=list)
     writes_failed: list[float] = field(default_factory=list)
-    lb_writes_ok: list[tuple[float, str]] = field(default_factory=list)
-    lb_writes_failed: list[float] = field(default_factory=list)
 
-    def add(self, kind: str, ok: bool, at: float, token: str = "") -> None:
+    def add(self, ok: bool, at: float, token: str = "") -> None:
         with self.lock:
-            if kind == "read":
-                if ok:
-                    self.reads_ok += 1
-                else:
-                    self.reads_failed.append(at)
-            elif kind == "lbwrite":
-                if ok:
-                    self.lb_writes_ok.append((at, token))
-                else:
-                    self.lb_writes_failed.append(at)
-            elif ok:
+            if ok:
                 self.writes_ok.append((at, token))
             else:
                 self.writes_failed.append(at)
@@ -85,63 +75,23 @@ def db_writer(dsn: str, log: Log, stop: threading.Event, interval: float) -> Non
             ok = done.returncode == 0 and done.stdout.strip().isdigit()
         except subprocess.TimeoutExpired:
             ok = False
-        log.add("write", ok, at, token)
+        log.add(ok, at, token)
         time.sleep(interval)
 
 
-def http_call(conn_box: list, lb: str, key: str, method: str, path: str, body: dict | None):  # noqa: PLR0917 - thread targets take their arguments by position
-    if conn_box[0] is None:
-        conn_box[0] = http.client.HTTPConnection(lb, 8080, timeout=10)
-    headers = {"Authorization": f"Bearer {key}"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+def schema_status(lb: str, key: str, schema_id: str) -> int:
+    """HTTP status of GET /api/v1/schemas/<id> through the load balancer (0: no answer)."""
+    request = urllib.request.Request(
+        f"http://{lb}:8080/api/v1/schemas/{schema_id}",
+        headers={"Authorization": f"Bearer {key}"},
+    )
     try:
-        conn_box[0].request(method, path, body=data, headers=headers)
-        response = conn_box[0].getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException):
-        conn_box[0].close()
-        conn_box[0] = None
-        raise
-
-
-def schema_body(subject: str) -> dict:
-    return {
-        "subject": subject,
-        "schema_type": "JSON",
-        "schema": {"type": "object", "properties": {"prompt": {"type": "string"}}},
-    }
-
-
-def lb_worker(lb: str, key: str, schema_id: str, log: Log, stop: threading.Event, n: int) -> None:  # noqa: PLR0917 - thread targets take their arguments by position
-    conn_box: list = [None]
-    count = 0
-    while not stop.is_set():
-        count += 1
-        at = time.time()
-        if count % 4 == 0:
-            subject = f"hadrill.w{n}.{uuid.uuid4().hex[:12]}"
-            try:
-                status, payload = http_call(
-                    conn_box, lb, key, "POST", "/api/v1/schemas", schema_body(subject)
-                )
-                ok = status in (200, 201)
-                token = json.loads(payload).get("id", "") if ok else ""
-            except (OSError, http.client.HTTPException, ValueError):
-                ok, token = False, ""
-            log.add("lbwrite", ok, at, str(token))
-        else:
-            try:
-                status, _unused = http_call(
-                    conn_box, lb, key, "GET", f"/api/v1/schemas/{schema_id}", None
-                )
-                ok = status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-            log.add("read", ok, at)
-        time.sleep(0.1)
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http to a lab host only
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
 
 
 def patroni_role(address: str) -> str:
@@ -208,7 +158,7 @@ def load_instances(path: Path) -> dict:
     }
 
 
-def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
+def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
     db_hosts = args.db_hosts.split(",")
     addresses = [inv[h]["address"] for h in db_hosts]
     dsn = conninfo(addresses, args.db_password)
@@ -217,14 +167,13 @@ def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
         threading.Thread(target=db_writer, args=(dsn, log, stop, 0.05))
         for _unused in range(args.db_writers)
     ]
-    if args.lb:
-        threads += [
-            threading.Thread(target=lb_worker, args=(args.lb, key, schema_id, log, stop, n))
-            for n in range(args.workers)
-        ]
     roles = {h: patroni_role(a) for h, a in zip(db_hosts, addresses)}  # noqa: B905 - same-length lists by construction
     primary = next(h for h, r in roles.items() if r == "primary")
     extra: dict = {"primary_before": primary}
+    # About the request rate the old in-process workers made (10 per second each).
+    load = None
+    if args.lb:
+        load = Load(args.lb, work, name, key, 900, rate=10.0 * args.workers, workers=args.workers)
     for thread in threads:
         thread.start()
     time.sleep(args.settle)
@@ -288,6 +237,7 @@ def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
         stop.set()
         for thread in threads:
             thread.join()
+        summary = load.finish() if load else None
     if name == "kill_primary":
         subprocess.run(  # noqa: S603 - argument list, no shell: lab tools on lab hosts
             ["python3", str(ROOT / "lab/labctl.py"), "boot", "--lab", args.lab, "--host", primary],  # noqa: S607 - psql/ssh/ansible-playbook/python3 from PATH, as an operator runs them
@@ -307,28 +257,23 @@ def run_fault(args, inv: dict, name: str, key: str, schema_id: str) -> dict:
     present = set(psql(dsn, f"SELECT token FROM {TABLE}", timeout=30).stdout.split())  # noqa: S608 - tokens and ids this script generated, never input
     lost_db = [t for t in tokens if t not in present]
     # Every schema the registry acknowledged must still be readable by its id.
-    lost_lb = 0
-    box: list = [None]
-    for _unused, schema in log.lb_writes_ok:
-        try:
-            status, _unused = http_call(box, args.lb, key, "GET", f"/api/v1/schemas/{schema}", None)
-        except (OSError, http.client.HTTPException):
-            status = 0
-        lost_lb += status == 404
+    reads = summary["by_request"].get(READ, {}) if summary else {}
+    writes = summary["by_request"].get(WRITE, {}) if summary else {}
+    lb_writes_ok = [(at, schema) for at, schema in summary["written"]] if summary else []
+    lb_writes_failed = writes.get("failed_at", [])
+    lost_lb = sum(schema_status(args.lb, key, schema) == 404 for _unused, schema in lb_writes_ok)
     return {
         "fault": name,
         "db_writes_acknowledged": len(tokens),
         "db_writes_failed": len(log.writes_failed),
         "db_lost_acknowledged_writes": len(lost_db),
         "write_unavailability_s": unavailability(log.writes_ok, log.writes_failed, fault_at),
-        "lb_reads_ok": log.reads_ok,
-        "lb_reads_failed": len(log.reads_failed),
-        "lb_writes_acknowledged": len(log.lb_writes_ok),
-        "lb_writes_failed": len(log.lb_writes_failed),
+        "lb_reads_ok": reads.get("ok", 0),
+        "lb_reads_failed": reads.get("failed", 0),
+        "lb_writes_acknowledged": len(lb_writes_ok),
+        "lb_writes_failed": len(lb_writes_failed),
         "lb_lost_acknowledged_writes": lost_lb,
-        "lb_write_unavailability_s": unavailability(
-            log.lb_writes_ok, log.lb_writes_failed, fault_at
-        ),
+        "lb_write_unavailability_s": unavailability(lb_writes_ok, lb_writes_failed, fault_at),
         **extra,
     }
 
@@ -371,26 +316,12 @@ def main() -> None:
     )
     if setup.returncode != 0:
         raise SystemExit(f"failover_bench: cannot reach the primary: {setup.stderr.strip()}")
-    schema_id = ""
-    if args.lb:
-        status, payload = http_call(
-            [None],
-            args.lb,
-            args.api_key,
-            "POST",
-            "/api/v1/schemas",
-            schema_body(f"hadrill.seed.{uuid.uuid4().hex[:12]}"),
-        )
-        if status not in (200, 201):
-            raise SystemExit(
-                f"failover_bench: cannot register the seed schema: HTTP {status} {payload[:200]!r}"
-            )
-        schema_id = json.loads(payload)["id"]
     results = []
-    for name in args.faults.split(","):
-        result = run_fault(args, inv, name, args.api_key, schema_id)
-        print(json.dumps(result))
-        results.append(result)
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.faults.split(","):
+            result = run_fault(args, inv, name, args.api_key, Path(work))
+            print(json.dumps(result))
+            results.append(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

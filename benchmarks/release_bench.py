@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from drill_load import Load
+
 ROOT = Path(__file__).resolve().parents[1]
-LOADGEN = ROOT / "molecule/release/loadgen.py"
 RESULTS = ROOT / "benchmarks/results"
 SWITCH_PLAY = "Switch the registry hosts back"
 
@@ -163,37 +164,14 @@ def main() -> int:
 
     lb_address, api_key = inventory_facts(args.inventory)
     with tempfile.TemporaryDirectory() as work:
-        key_file = Path(work) / "key"
-        key_file.write_text(api_key)
-        key_file.chmod(0o600)
-        stop, out = Path(work) / "stop", Path(work) / "loadgen.json"
-        loadgen = subprocess.Popen(  # noqa: S603 - our load generator
-            [
-                sys.executable,
-                str(LOADGEN),
-                "--host",
-                lb_address,
-                "--api-key-file",
-                str(key_file),
-                "--stop-file",
-                str(stop),
-                "--out",
-                str(out),
-                "--rate",
-                str(args.rate),
-                "--max-seconds",
-                "3600",
-            ],
-        )
+        load = Load(lb_address, Path(work), "release", api_key, 3600, rate=args.rate)
         time.sleep(3)
         rounds = []
         for _attempt in range(args.rounds):
             release = run_playbook(args.inventory, "release.yml", args.to)
             rollback = run_playbook(args.inventory, "rollback.yml", args.back)
             rounds.append((release, rollback))
-        stop.touch()
-        loadgen.wait(timeout=60)
-        summary = json.loads(out.read_text())
+        summary = load.finish()
 
     results = {
         "when": datetime.now(UTC).isoformat(),

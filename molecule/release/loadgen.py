@@ -3,7 +3,9 @@
 Workers send a fixed request rate (GET a known schema, and every fifth request
 registers a new one) over keep-alive connections until --stop-file appears or
 --max-seconds pass, then write a JSON summary: requests, failures (any non-2xx or
-connection error, with time and reason), and the versions that answered /health.
+connection error, with time and reason), the versions that answered /health, per kind
+of request the answered and failed counts (with every failure's time), and every
+acknowledged registration (time and schema id: the fault drills check none was lost).
 Only the load balancer's own address is a target (a lab host or loopback).
 """
 
@@ -25,15 +27,27 @@ class Tally:
     requests: int = 0
     failures: list[dict] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
+    by_request: dict[str, dict] = field(default_factory=dict)
+    written: list[list] = field(default_factory=list)
 
-    def ok(self) -> None:
+    def _kind(self, what: str) -> dict:
+        return self.by_request.setdefault(what, {"ok": 0, "failed": 0, "failed_at": []})
+
+    def ok(self, what: str) -> None:
         with self.lock:
             self.requests += 1
+            self._kind(what)["ok"] += 1
 
     def failed(self, started: float, what: str, reason: str) -> None:
         with self.lock:
             self.requests += 1
             self.failures.append({"at": round(started, 3), "request": what, "reason": reason})
+            self._kind(what)["failed"] += 1
+            self._kind(what)["failed_at"].append(round(started, 3))
+
+    def wrote(self, started: float, schema_id: str) -> None:
+        with self.lock:
+            self.written.append([round(started, 3), schema_id])
 
     def version(self, name: str) -> None:
         with self.lock:
@@ -105,9 +119,11 @@ def worker(
             tally.failed(started, what, f"{type(exc).__name__}: {exc}")
         else:
             if 200 <= status < 300:
-                tally.ok()
+                tally.ok(what)
                 if what == "GET /health":
                     tally.version(json.loads(payload).get("version", "?"))
+                elif call[0] == "POST":
+                    tally.wrote(started, str(json.loads(payload).get("id", "")))
             else:
                 tally.failed(started, what, f"HTTP {status}: {payload[:200]!r}")
         next_at += interval
@@ -167,11 +183,14 @@ def main() -> None:
         "failed": len(tally.failures),
         "failures": tally.failures[:200],
         "versions_seen": tally.versions,
+        "by_request": tally.by_request,
+        "written": tally.written,
         "rate_target": args.rate,
     }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
-    print(json.dumps({k: v for k, v in summary.items() if k != "failures"}))
+    brief = {k: v for k, v in summary.items() if k not in ("failures", "by_request", "written")}
+    print(json.dumps(brief))
 
 
 if __name__ == "__main__":

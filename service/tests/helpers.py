@@ -202,6 +202,24 @@ class OwnPostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def redis_server_argv(port: int, folder: Path, *extra: str) -> list[str]:
+    """redis-server on loopback at port, nothing persisted, working files in folder."""
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(folder),
+        *extra,
+    ]
+
+
 class OwnRedis:
     """A private redis-server for tests that stop the cache."""
 
@@ -213,19 +231,7 @@ class OwnRedis:
 
     def start(self) -> OwnRedis:
         self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
+            redis_server_argv(self.port, self.dir),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from helpers import Server, auth, write_config
+from helpers import Server, auth, redis_server_argv, write_config
 
 MASTER, REPLICA = 56390, 56391
 SENTINELS = (56392, 56393, 56394)
@@ -53,25 +53,9 @@ def sentinel_cluster() -> Iterator[None]:
     try:
         for port in (MASTER, REPLICA):
             extra = ["--replicaof", "127.0.0.1", str(MASTER)] if port == REPLICA else []
-            command = [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(folder),
-                "--masteruser",
-                USER,
-                "--masterauth",
-                PASSWORD,
-                *acl,
-                *extra,
-            ]
+            command = redis_server_argv(
+                port, folder, "--masteruser", USER, "--masterauth", PASSWORD, *acl, *extra
+            )
             processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
             _wait_port(port, PASSWORD, USER)
         for port in SENTINELS:

@@ -3,6 +3,7 @@
 import importlib
 import ipaddress
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -13,12 +14,18 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
 
 import labctl as labctl_module
+import labnet
+import labpaths
 
 
 @pytest.fixture
 def labctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """labctl with its whole state under a temporary LLMOPS_LAB_ROOT."""
+    """labctl with its whole state under a temporary LLMOPS_LAB_ROOT.
+
+    labpaths reads the variable at import; the other lab modules read labpaths at call
+    time, and labctl re-exports its paths, so both are reloaded."""
     monkeypatch.setenv("LLMOPS_LAB_ROOT", str(tmp_path / "root"))
+    importlib.reload(labpaths)
     return importlib.reload(labctl_module)
 
 
@@ -55,7 +62,7 @@ def test_not_root_is_refused_before_anything_changes(
     monkeypatch: pytest.MonkeyPatch,
     argv: list[str],
 ) -> None:
-    monkeypatch.setattr(labctl.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert labctl.main(argv) == 1
     assert "must run as root" in capsys.readouterr().err
     assert not _root(labctl).exists()
@@ -76,7 +83,7 @@ def test_up_needs_a_host(labctl: ModuleType) -> None:
 def test_down_of_an_unknown_lab_is_fine(
     labctl: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(labctl.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert labctl.main(["down", "--lab", "nosuchlab"]) == 0
     assert "not up" in capsys.readouterr().err
 
@@ -89,7 +96,7 @@ def test_list_without_labs(labctl: ModuleType, capsys: pytest.CaptureFixture[str
 def test_new_lab_skips_indexes_recorded_by_other_labs(
     labctl: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(labctl, "taken_networks", list)
+    monkeypatch.setattr(labnet, "taken_networks", list)
     labctl.save_state({"lab": "first", "index": 1, "hosts": []})
     labctl.save_state({"lab": "second", "index": 2, "hosts": []})
     specs = labctl.parse_host_specs(["a:db", "b"])
@@ -106,7 +113,7 @@ def test_new_lab_skips_indexes_recorded_by_other_labs(
 def test_new_lab_skips_subnets_in_use_on_the_machine(
     labctl: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(labctl, "taken_networks", lambda: [ipaddress.IPv4Network("10.213.0.0/23")])
+    monkeypatch.setattr(labnet, "taken_networks", lambda: [ipaddress.IPv4Network("10.213.0.0/23")])
     state = labctl.new_state("demo", labctl.parse_host_specs(["a"]), tmp_path)
     assert state["index"] == 2
 
@@ -114,7 +121,7 @@ def test_new_lab_skips_subnets_in_use_on_the_machine(
 def test_state_files_are_written_for_ansible_and_molecule(
     labctl: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(labctl, "taken_networks", list)
+    monkeypatch.setattr(labnet, "taken_networks", list)
     specs = labctl.parse_host_specs(["web1:registry", "db1:db,cache"])
     state = labctl.new_state("demo", specs, tmp_path)
     inventory = labctl.write_state_files(state, specs)
@@ -150,7 +157,7 @@ def test_nat_and_forward_rules_are_scoped_to_the_lab(labctl: ModuleType) -> None
 def test_nspawn_boots_systemd_on_an_overlay_with_its_own_network(
     labctl: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(labctl, "taken_networks", list)
+    monkeypatch.setattr(labnet, "taken_networks", list)
     state = labctl.new_state("demo", labctl.parse_host_specs(["a"]), tmp_path)
     host = state["hosts"][0]
     argv = labctl.nspawn_command(state, host)
@@ -209,7 +216,7 @@ def test_only_rules_of_labs_that_are_gone_count_as_orphans(
 def test_kill_and_boot_of_a_lab_that_is_not_up_fail_with_a_message(
     labctl: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(labctl.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert labctl.main(["kill", "--lab", "nosuchlab", "--host", "db1"]) == 1
     assert "lab nosuchlab is not up" in capsys.readouterr().err
     assert labctl.main(["boot", "--lab", "nosuchlab"]) == 1

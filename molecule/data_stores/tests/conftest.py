@@ -9,36 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import testinfra
-import testinfra.host
 import yaml
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent
 PROJECT_DIR = SCENARIO_DIR.parent.parent
+SHARED = PROJECT_DIR / "molecule" / "shared"
+if str(SHARED) not in sys.path:
+    sys.path.insert(0, str(SHARED))
+
+from lab_fixtures import addresses, lab_host  # noqa: E402, F401 - pytest fixtures from molecule/shared
 
 
 @pytest.fixture(scope="session")
 def secrets() -> dict[str, str]:
     with open(SCENARIO_DIR / "vars" / "test_secrets.yml", encoding="utf-8") as handle:
         return yaml.safe_load(handle)
-
-
-@pytest.fixture(scope="session")
-def addresses() -> dict[str, str]:
-    """Lab host name -> address, from the instance config the lab wrote."""
-    with open(os.environ["MOLECULE_INSTANCE_CONFIG"], encoding="utf-8") as handle:
-        return {item["instance"]: item["address"] for item in yaml.safe_load(handle)}
-
-
-@pytest.fixture(scope="session")
-def lab_host() -> Callable[[str], testinfra.host.Host]:
-    """Any scenario host by name, for tests that involve two hosts."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-
-    def get(name: str) -> testinfra.host.Host:
-        return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-
-    return get
 
 
 @pytest.fixture(scope="session")

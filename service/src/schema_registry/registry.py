@@ -14,7 +14,7 @@ import orjson
 from schema_registry import compatibility, metrics
 from schema_registry.config import COMPATIBILITY_MODES
 from schema_registry.errors import ApiError, InvalidSchemaError
-from schema_registry.formats import FORMAT_ALIASES, FORMATS
+from schema_registry.formats import FORMAT_ALIASES, FORMATS, violation
 from schema_registry.store import Store, timed
 
 STATES = ("DRAFT", "ACTIVE", "DEPRECATED", "ARCHIVED", "DELETED")
@@ -416,13 +416,8 @@ class Registry:
         refs: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = ((), ()),
     ) -> list[dict[str, str]]:
         if new["format"] != old["format"]:
-            return [
-                {
-                    "rule": "FORMAT_MISMATCH",
-                    "path": "/",
-                    "message": f"{new['format']} cannot be compared with {old['format']}",
-                }
-            ]
+            message = f"{new['format']} cannot be compared with {old['format']}"
+            return [violation("FORMAT_MISMATCH", "/", message)]
         fmt = new["format"]
         violations = compatibility.check(
             FORMATS[fmt],
