@@ -259,7 +259,7 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
     # Every schema the registry acknowledged must still be readable by its id.
     reads = summary["by_request"].get(READ, {}) if summary else {}
     writes = summary["by_request"].get(WRITE, {}) if summary else {}
-    lb_writes_ok = [(at, schema) for at, schema in summary["written"]] if summary else []
+    lb_writes_ok = [tuple(entry) for entry in summary["written"]] if summary else []
     lb_writes_failed = writes.get("failed_at", [])
     lost_lb = sum(schema_status(args.lb, key, schema) == 404 for _unused, schema in lb_writes_ok)
     return {

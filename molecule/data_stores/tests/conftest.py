@@ -17,7 +17,10 @@ SHARED = PROJECT_DIR / "molecule" / "shared"
 if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
-from lab_fixtures import addresses, lab_host  # noqa: E402, F401 - pytest fixtures from molecule/shared
+from lab_fixtures import addresses, lab_host  # noqa: E402 - pytest fixtures from molecule/shared
+
+# Re-exported so pytest sees the shared fixtures (and linters see them used).
+__all__ = ["addresses", "lab_host"]
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,14 @@ import yaml
 SCENARIO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(SCENARIO_DIR.parent / "shared"))
 
-from lab_fixtures import (  # noqa: E402, F401 - pytest fixtures from molecule/shared
+from lab_fixtures import (  # noqa: E402 - pytest fixtures from molecule/shared
     addresses,
     lab_host,
     playbooks,
 )
+
+# Re-exported so pytest sees the shared fixtures (and linters see them used).
+__all__ = ["addresses", "lab_host", "playbooks"]
 
 
 @pytest.fixture(scope="session")
