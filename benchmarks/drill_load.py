@@ -14,6 +14,12 @@ READ = "GET /api/v1/schemas/{id}"
 WRITE = "POST /api/v1/schemas"
 
 
+def inventory_cafile(inventory: str) -> str:
+    """The internal CA the pki role keeps beside an inventory (a file or folder)."""
+    path = Path(inventory)
+    return str((path if path.is_dir() else path.parent) / ".pki" / "ca.crt")
+
+
 class Load:
     def __init__(
         self,
@@ -25,6 +31,7 @@ class Load:
         *,
         rate: float | None = None,
         workers: int | None = None,
+        cafile: str | None = None,
     ) -> None:
         self.stop = work / f"{name}.stop"
         self.out = work / f"{name}.loadgen.json"
@@ -35,6 +42,7 @@ class Load:
             path.unlink(missing_ok=True)
         options = [] if rate is None else ["--rate", str(rate)]
         options += [] if workers is None else ["--workers", str(workers)]
+        options += [] if cafile is None else ["--cafile", cafile]
         self.proc = subprocess.Popen(  # noqa: S603 - our own load generator, bounded
             [
                 sys.executable,

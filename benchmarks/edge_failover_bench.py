@@ -33,7 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from drill_load import Load, failure_counts
+from drill_load import Load, failure_counts, inventory_cafile
 
 REPO = Path(__file__).resolve().parents[1]
 LABCTL = REPO / "lab" / "labctl.py"
@@ -176,7 +176,14 @@ def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
     master = found[0]
     victim = by_address[master]
     survivors = [addresses[h] for h in caches if h != victim]
-    load = Load(args.vip, work, "redis", secrets["api_key"], args.max_load_seconds)
+    load = Load(
+        args.vip,
+        work,
+        "redis",
+        secrets["api_key"],
+        args.max_load_seconds,
+        cafile=inventory_cafile(args.inventory),
+    )
     time.sleep(args.settle)
     killed = time.monotonic()
     labctl("kill", args.lab, victim)
@@ -286,7 +293,14 @@ def lb_drill(args, inv, secrets, addresses, work: Path) -> dict:
         raise SystemExit(f"expected one lb host holding the address, found {holders}")
     victim = holders[0]
     others = [h for h in lbs if h != victim]
-    load = Load(args.vip, work, "lb", secrets["api_key"], args.max_load_seconds)
+    load = Load(
+        args.vip,
+        work,
+        "lb",
+        secrets["api_key"],
+        args.max_load_seconds,
+        cafile=inventory_cafile(args.inventory),
+    )
     time.sleep(args.settle)
     killed = time.monotonic()
     labctl("kill", args.lab, victim)

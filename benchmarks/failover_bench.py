@@ -2,7 +2,7 @@
 
 For each fault (kill the primary's host, planned switchover, stop one etcd member)
 two bounded load generators run from the controller:
-  - through the load balancer (lb:8080): molecule/release/loadgen.py (benchmarks/
+  - through the load balancer (https, lb:8443): molecule/release/loadgen.py (benchmarks/
     drill_load.py), reads of one cached schema and registrations of new ones, every
     acknowledged registration logged;
   - straight to PostgreSQL with a libpq multi-host connection string
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -29,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drill_load import READ, WRITE, Load
+from drill_load import READ, WRITE, Load, inventory_cafile
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "ha_bench_writes"
@@ -79,14 +80,15 @@ def db_writer(dsn: str, log: Log, stop: threading.Event, interval: float) -> Non
         time.sleep(interval)
 
 
-def schema_status(lb: str, key: str, schema_id: str) -> int:
+def schema_status(lb: str, key: str, schema_id: str, cafile: str) -> int:
     """HTTP status of GET /api/v1/schemas/<id> through the load balancer (0: no answer)."""
     request = urllib.request.Request(
-        f"http://{lb}:8080/api/v1/schemas/{schema_id}",
+        f"https://{lb}:8443/api/v1/schemas/{schema_id}",
         headers={"Authorization": f"Bearer {key}"},
     )
+    context = ssl.create_default_context(cafile=cafile)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http to a lab host only
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310 - a lab host only
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -173,7 +175,16 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
     # About the request rate the old in-process workers made (10 per second each).
     load = None
     if args.lb:
-        load = Load(args.lb, work, name, key, 900, rate=10.0 * args.workers, workers=args.workers)
+        load = Load(
+            args.lb,
+            work,
+            name,
+            key,
+            900,
+            rate=10.0 * args.workers,
+            workers=args.workers,
+            cafile=inventory_cafile(args.inventory[0]),
+        )
     for thread in threads:
         thread.start()
     time.sleep(args.settle)
@@ -261,7 +272,10 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
     writes = summary["by_request"].get(WRITE, {}) if summary else {}
     lb_writes_ok = [tuple(entry) for entry in summary["written"]] if summary else []
     lb_writes_failed = writes.get("failed_at", [])
-    lost_lb = sum(schema_status(args.lb, key, schema) == 404 for _unused, schema in lb_writes_ok)
+    lost_lb = sum(
+        schema_status(args.lb, key, schema, inventory_cafile(args.inventory[0])) == 404
+        for _unused, schema in lb_writes_ok
+    )
     return {
         "fault": name,
         "db_writes_acknowledged": len(tokens),

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drill_load import Load
+from drill_load import Load, inventory_cafile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results"
@@ -164,7 +164,15 @@ def main() -> int:
 
     lb_address, api_key = inventory_facts(args.inventory)
     with tempfile.TemporaryDirectory() as work:
-        load = Load(lb_address, Path(work), "release", api_key, 3600, rate=args.rate)
+        load = Load(
+            lb_address,
+            Path(work),
+            "release",
+            api_key,
+            3600,
+            rate=args.rate,
+            cafile=inventory_cafile(args.inventory),
+        )
         time.sleep(3)
         rounds = []
         for _attempt in range(args.rounds):

@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -55,13 +56,17 @@ class Tally:
 
 
 class Client:
-    def __init__(self, host: str, port: int, key: str) -> None:
+    def __init__(self, host: str, port: int, key: str, cafile: str | None = None) -> None:
         self.host, self.port, self.key = host, port, key
+        # https, the certificate checked (name included) against the CA or the system's.
+        self.context = ssl.create_default_context(cafile=cafile)
         self.conn: http.client.HTTPConnection | None = None
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
         if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            self.conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=10, context=self.context
+            )
         headers = {"Authorization": f"Bearer {self.key}"}
         data = None
         if body is not None:
@@ -133,7 +138,10 @@ def worker(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--host", required=True, help="load balancer address")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument(
+        "--cafile", help="CA of the load balancer's certificate (default: the system's)"
+    )
     parser.add_argument("--api-key-file", required=True, help="file holding an API key")
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second, total")
     parser.add_argument("--workers", type=int, default=4)
@@ -144,7 +152,7 @@ def main() -> None:
     with open(args.api_key_file, encoding="utf-8") as f:
         key = f.read().strip()
 
-    seed = Client(args.host, args.port, key)
+    seed = Client(args.host, args.port, key, args.cafile)
     status, payload = seed.call(
         "POST", "/api/v1/schemas", schema_body(f"loadgen.seed.s{uuid.uuid4().hex[:12]}")
     )
@@ -161,7 +169,7 @@ def main() -> None:
     threads = [
         threading.Thread(
             target=worker,
-            args=(Client(args.host, args.port, key), schema_id),
+            args=(Client(args.host, args.port, key, args.cafile), schema_id),
             kwargs={
                 "interval": interval,
                 "deadline": deadline,

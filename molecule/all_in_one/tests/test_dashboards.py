@@ -70,7 +70,7 @@ def test_every_panel_query_of_every_dashboard_returns_data() -> None:
         assert db.run("systemctl start llmops-postgresql-backup.service").rc == 0
     registry_host = RUNNER.get_hosts("registry")[0]
     key = RUNNER.get_variables(registry_host)["vault_registry_api_keys"][0]["key"]
-    registry_traffic(f"http://{address('lb')}:8080", key)
+    registry_traffic(f"https://{address('lb')}:8443", key)
     push_sample_benchmark_runs(f"http://{address('monitoring')}:9091", PUSH_PAUSE_S)
     wait_for(
         lambda: query_result(prometheus_url, "postgresql_backup_last_success_timestamp_seconds"),

@@ -47,7 +47,7 @@ def _api_key() -> str:
 
 @pytest.fixture(scope="module")
 def lb_url() -> str:
-    return f"http://{_address(_hosts('lb')[0])}:8080"
+    return f"https://{_address(_hosts('lb')[0])}:8443"
 
 
 def test_schema_registered_through_the_load_balancer_can_be_fetched(lb_url):

@@ -99,7 +99,7 @@ def destroy_database(host) -> float:
 @pytest.fixture(scope="module")
 def registry(addresses, group_vars) -> tuple[str, str]:
     """The registry's URL behind HAProxy and an API key that may write."""
-    return f"http://{addresses['app1']}:8080", group_vars["vault_registry_api_keys"][0]["key"]
+    return f"https://{addresses['app1']}:8443", group_vars["vault_registry_api_keys"][0]["key"]
 
 
 def registry_writable(registry: tuple[str, str]) -> None:

@@ -55,7 +55,7 @@ def _run(name: str, playbook: str, *args: str, json_report: bool = False) -> str
 
 
 def _lb_url() -> str:
-    return f"http://{_vars(_hosts('lb')[0])['ansible_host']}:8080"
+    return f"https://{_vars(_hosts('lb')[0])['ansible_host']}:8443"
 
 
 def _api_key() -> str:

@@ -5,6 +5,15 @@ import uuid
 
 testinfra_hosts = ["lb"]
 
+# https on this host's own name (in its certificate), connected on loopback.
+CA = "/etc/llmops/tls/ca.crt"
+
+
+def lb_curl(host) -> tuple[str, str]:
+    """curl that checks the certificate, and the https URL of this host's front end."""
+    name = host.ansible.get_variables()["inventory_hostname"]
+    return f"curl --cacert {CA} --resolve {name}:8443:127.0.0.1", f"https://{name}:8443"
+
 
 def test_config_is_valid(host):
     assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
@@ -24,16 +33,15 @@ def test_prometheus_metrics_on_8404(host):
 
 
 def test_register_and_fetch_a_schema_through_the_load_balancer(host):
+    curl, lb = lb_curl(host)
     subject = f"verify.lb.s{uuid.uuid4().hex[:10]}"
     body = json.dumps({"subject": subject, "schema_type": "JSON", "schema": {"type": "object"}})
     created = json.loads(
         host.check_output(
-            "curl -fsS -X POST -H 'Content-Type: application/json' "
+            f"{curl} -fsS -X POST -H 'Content-Type: application/json' "
             "-H 'Authorization: Bearer molecule-rel-api-key-0123456789abcdef' "
-            f"-d '{body}' http://127.0.0.1:8080/api/v1/schemas"
+            f"-d '{body}' {lb}/api/v1/schemas"
         )
     )
-    fetched = json.loads(
-        host.check_output(f"curl -fsS http://127.0.0.1:8080/api/v1/schemas/{created['id']}")
-    )
+    fetched = json.loads(host.check_output(f"{curl} -fsS {lb}/api/v1/schemas/{created['id']}"))
     assert fetched["id"] == created["id"]

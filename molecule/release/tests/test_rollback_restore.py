@@ -18,7 +18,9 @@ import pytest
 testinfra_hosts = ["lb1"]
 
 API_KEY = "molecule-rel-api-key-0123456789abcdef"
-LB = "http://127.0.0.1:8080"
+# https on lb1's own name (in its certificate), connected on loopback.
+LB = "https://lb1:8443"
+CURL = "curl --cacert /etc/llmops/tls/ca.crt --resolve lb1:8443:127.0.0.1"
 CONFIRM = "rollback_restore_confirm=yes-destroy-newer-data"
 
 
@@ -31,14 +33,14 @@ def register(host, label: str) -> str:
         }
     )
     out = host.check_output(
-        "curl -fsS -X POST -H 'Content-Type: application/json' "
+        f"{CURL} -fsS -X POST -H 'Content-Type: application/json' "
         f"-H 'Authorization: Bearer {API_KEY}' -d '{body}' {LB}/api/v1/schemas"
     )
     return json.loads(out)["id"]
 
 
 def status_of(host, path: str) -> int:
-    return int(host.check_output(f"curl -sS -o /dev/null -w '%{{http_code}}' {LB}{path}"))
+    return int(host.check_output(f"{CURL} -sS -o /dev/null -w '%{{http_code}}' {LB}{path}"))
 
 
 def failed_messages(report: dict) -> list[str]:
