@@ -20,7 +20,7 @@ MOLECULE_JOBS ?= 3
 
 APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \
                 postgresql redis-server redis-sentinel haproxy prometheus prometheus-alertmanager \
-                prometheus-pushgateway wrk python3-venv git make
+                prometheus-pushgateway wrk python3-venv git make testssl.sh
 
 .PHONY: help deps venv service-venv lab-up lab-down artifact deploy status demo \
         test lint sanity units unit lab-test service-test molecule rules-test clean
