@@ -22,6 +22,8 @@ SERVICE_DIR = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
 API_KEY = "test-key-" + uuid.uuid4().hex
+# One key per scope besides API_KEY (admin, so the tests may delete permanently).
+SCOPE_KEYS = {scope: f"test-{scope}-key-" + uuid.uuid4().hex for scope in ("read", "write")}
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
@@ -73,7 +75,21 @@ def write_config(folder: Path, db_url: str, redis_url: str | None, **overrides) 
         "database": {"url": db_url, "pool_min": 1, "pool_max": 10},
         "redis": {"url": redis_url, "timeout_seconds": 0.3},
         "auth": {
-            "api_keys": [{"name": "tests", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest()}]
+            "api_keys": [
+                {
+                    "name": "tests",
+                    "sha256": hashlib.sha256(API_KEY.encode()).hexdigest(),
+                    "scopes": ["admin"],
+                },
+                *(
+                    {
+                        "name": scope,
+                        "sha256": hashlib.sha256(key.encode()).hexdigest(),
+                        "scopes": [scope],
+                    }
+                    for scope, key in SCOPE_KEYS.items()
+                ),
+            ]
         },
         "logging": {"level": "WARNING", "access_log": False},
     }
@@ -133,8 +149,8 @@ class Server:
         shutil.rmtree(self.multiproc, ignore_errors=True)
 
 
-def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {API_KEY}"}
+def auth(key: str = API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 class OwnPostgres:

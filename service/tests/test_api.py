@@ -179,10 +179,12 @@ def test_compatibility_check_endpoint(client):
     narrower = {**CHAT, "properties": {"prompt": {"type": "string", "maxLength": 10}}}
     new = register(client, subject(), narrower).json()["id"]
     body = {"schema_id": new, "compared_schema_id": old, "mode": "BACKWARD"}
-    result = client.post("/api/v1/compatibility/check", json=body).json()
+    result = client.post("/api/v1/compatibility/check", json=body, headers=auth()).json()
     assert result["is_compatible"] is False
     assert result["violations"][0]["rule"] == "BOUND_NARROWED"
-    forward = client.post("/api/v1/compatibility/check", json={**body, "mode": "FORWARD"})
+    forward = client.post(
+        "/api/v1/compatibility/check", json={**body, "mode": "FORWARD"}, headers=auth()
+    )
     assert forward.json()["is_compatible"] is True
 
 

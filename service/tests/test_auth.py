@@ -1,4 +1,6 @@
-"""Bearer API keys: hashed in the config, needed for writes, for reads only if protected."""
+"""Bearer API keys: hashed in the config, needed for writes, for reads only if protected.
+
+The scope matrix (read < write < admin) is in test_scopes.py."""
 
 from __future__ import annotations
 
@@ -31,25 +33,25 @@ def request(authorization: str | None = None) -> Request:
 
 
 @pytest.mark.parametrize(
-    ("protect_reads", "write", "header", "outcome"),
+    ("protect_reads", "scope", "header", "outcome"),
     [
-        (False, False, None, None),
-        (False, True, None, "AUTH_REQUIRED"),
-        (False, True, "Bearer wrong", "INVALID_API_KEY"),
-        (False, True, "Basic " + KEY, "AUTH_REQUIRED"),
-        (False, True, "Bearer " + KEY, "deployer"),
-        (True, False, None, "AUTH_REQUIRED"),
-        (True, False, "Bearer " + KEY, "deployer"),
+        (False, "read", None, None),
+        (False, "write", None, "AUTH_REQUIRED"),
+        (False, "write", "Bearer wrong", "INVALID_API_KEY"),
+        (False, "write", "Basic " + KEY, "AUTH_REQUIRED"),
+        (False, "write", "Bearer " + KEY, "deployer"),
+        (True, "read", None, "AUTH_REQUIRED"),
+        (True, "read", "Bearer " + KEY, "deployer"),
     ],
 )
-def test_authorize(tmp_path, protect_reads, write, header, outcome):
+def test_authorize(tmp_path, protect_reads, scope, header, outcome):
     svc = service(tmp_path, protect_reads)
     if outcome in ("AUTH_REQUIRED", "INVALID_API_KEY"):
         with pytest.raises(ApiError) as error:
-            svc.authorize(request(header), write=write)
+            svc.authorize(request(header), scope)
         assert (error.value.status, error.value.error_code) == (401, outcome)
     else:
-        assert svc.authorize(request(header), write=write) == outcome
+        assert svc.authorize(request(header), scope) == outcome
 
 
 def test_no_configured_keys_refuses_every_write(tmp_path):
@@ -57,4 +59,4 @@ def test_no_configured_keys_refuses_every_write(tmp_path):
     path.write_text("database: {url: 'postgresql://u@127.0.0.1:1/db'}\n")
     svc = Service(load_config(str(path), env={}))
     with pytest.raises(ApiError):
-        svc.authorize(request("Bearer anything"), write=True)
+        svc.authorize(request("Bearer anything"), "write")

@@ -159,6 +159,7 @@ def test_sample_through_the_api(client, case):
         response = client.post(
             "/api/v1/compatibility/check",
             json={"schema_id": new_id, "compared_schema_id": old_id, "mode": mode},
+            headers=auth(),
         )
         assert response.status_code == 200, response.text
         assert response.json()["is_compatible"] is (case[key] == "compatible"), response.json()

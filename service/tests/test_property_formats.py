@@ -207,6 +207,7 @@ def _exercise(client, first_id, second_id, data, mode):
     check = client.post(
         "/api/v1/compatibility/check",
         json={"schema_id": first_id, "compared_schema_id": second_id, "mode": mode},
+        headers=auth(),
     )
     assert check.status_code == 200, check.text
     valid = client.post(f"/api/v1/validate/{first_id}", content=orjson.dumps(data))

@@ -40,6 +40,7 @@ def test_primitive_avro_schema_checks_and_validates(client, primitive):
         check = client.post(
             "/api/v1/compatibility/check",
             json={"schema_id": schema_id, "compared_schema_id": schema_id, "mode": "FULL"},
+            headers=auth(),
         )
         assert check.status_code == 200, check.text
         assert check.json()["is_compatible"] is True
@@ -59,6 +60,7 @@ def test_primitive_avro_promotion_through_the_api(client):
     check = client.post(
         "/api/v1/compatibility/check",
         json={"schema_id": second.json()["id"], "compared_schema_id": first, "mode": "FORWARD"},
+        headers=auth(),
     )
     assert check.status_code == 200
     assert check.json()["is_compatible"] is False

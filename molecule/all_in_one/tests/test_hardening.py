@@ -32,7 +32,7 @@ DROP_IN = "llmops-hardening.conf"
 UNITS = [
     ("postgresql@15-main.service", "db", True, 9.6, 1.4),
     ("redis-server.service", "cache", True, 1.1, 1.1),
-    ("haproxy.service", "lb", True, 9.6, 1.2),
+    ("haproxy.service", "lb", True, 9.6, 1.4),
     ("prometheus.service", "monitoring", True, 3.9, 1.2),
     ("prometheus-alertmanager.service", "monitoring", True, 9.2, 1.2),
     ("prometheus-pushgateway.service", "monitoring", True, 9.2, 1.2),

@@ -195,13 +195,18 @@ class Service:
             sentinel_username=config.redis_sentinel_username,
             sentinel_password=config.redis_sentinel_password,
         )
-        self.key_names = {key.sha256: key.name for key in config.api_keys}
+        self.keys = {key.sha256: key for key in config.api_keys}
         self.openapi: bytes | None = None
 
     # --- auth -------------------------------------------------------------------------
-    def authorize(self, request: Request, write: bool) -> str | None:
-        """The API key's name; raises 401 when a key is needed and missing or wrong."""
-        if not write and not self.config.protect_reads:
+    def authorize(self, request: Request, scope: str) -> str | None:
+        """The API key's name for a request that needs `scope` (read, write or admin).
+
+        401 when a key is needed and missing or unknown (a rotated-out key is unknown);
+        403 INSUFFICIENT_SCOPE when the key lacks the scope. Reads need no key unless
+        auth.protect_reads is set.
+        """
+        if scope == "read" and not self.config.protect_reads:
             return None
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -211,12 +216,19 @@ class Service:
             )
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
         found = None
-        for known, name in self.key_names.items():
+        for known, key in self.keys.items():
             if hmac.compare_digest(known, digest):
-                found = name
+                found = key
         if found is None:
             raise ApiError(401, "INVALID_API_KEY", "the API key is not valid")
-        return found
+        if not found.grants(scope):
+            raise ApiError(
+                403,
+                "INSUFFICIENT_SCOPE",
+                f"the API key '{found.name}' lacks the scope '{scope}' this request needs",
+                {"required_scope": scope, "key_scopes": list(found.scopes)},
+            )
+        return found.name
 
     # --- schema lookups ---------------------------------------------------------------
     async def schema_body(self, schema_id: str, include_deleted: bool = False) -> bytes:
@@ -389,7 +401,7 @@ async def openapi(request: Request) -> Response:
 
 async def register_schema(request: Request) -> Response:
     service = _service(request)
-    actor = service.authorize(request, write=True)
+    actor = service.authorize(request, "write")
     body = await read_json(request)
     # Idempotent on identical content, so retried through a primary change (bounded).
     row, created = await retry_write(
@@ -409,7 +421,7 @@ async def register_schema(request: Request) -> Response:
 
 async def get_schema(request: Request) -> Response:
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     include_deleted = _query_bool(request, "include_deleted")
     body = await service.schema_body(request.path_params["schema_id"], include_deleted)
     return Response(body, media_type=_JSON)
@@ -417,7 +429,7 @@ async def get_schema(request: Request) -> Response:
 
 async def list_schemas(request: Request) -> Response:
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     limit = _query_int(request, "limit", 100, 1, _MAX_LIST_LIMIT)
     offset = _query_int(request, "offset", 0, 0, 10**9)
     schema_type = request.query_params.get("schema_type")
@@ -457,12 +469,13 @@ async def list_schemas(request: Request) -> Response:
 
 async def delete_schema(request: Request) -> Response:
     service = _service(request)
-    actor = service.authorize(request, write=True)
+    permanent = _query_bool(request, "permanent")
+    # A soft delete can be undone (the row stays, state DELETED); removing the row cannot.
+    actor = service.authorize(request, "admin" if permanent else "write")
     schema_id = request.path_params["schema_id"]
     if not _UUID.match(schema_id):
         raise ApiError(400, "INVALID_ID", "schema id must be a UUID", {"id": schema_id})
     schema_id = schema_id.lower()
-    permanent = _query_bool(request, "permanent")
     await _refuse_if_referenced(service, schema_id)
     if not await service.store.delete(schema_id, permanent, actor):
         raise ApiError(404, "SCHEMA_NOT_FOUND", f"no schema with id {schema_id}")
@@ -472,7 +485,7 @@ async def delete_schema(request: Request) -> Response:
 
 async def validate_data(request: Request) -> Response:
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     record = await service.schema_record(request.path_params["schema_id"])
     data = await read_json(request, stored=False)
     refs = await service.registry.stored_refs(record)
@@ -482,7 +495,8 @@ async def validate_data(request: Request) -> Response:
 
 async def check_compatibility(request: Request) -> Response:
     service = _service(request)
-    service.authorize(request, write=False)
+    # write: the check is recorded in the database (compatibility_checks).
+    service.authorize(request, "write")
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "INVALID_REQUEST", "body must be a JSON object")
@@ -508,13 +522,13 @@ async def check_compatibility(request: Request) -> Response:
 
 async def list_subjects(request: Request) -> Response:
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     return json_response({"subjects": await service.store.subjects()})
 
 
 async def subject_versions(request: Request) -> Response:
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     subject = check_subject(request.path_params["subject"])
     rows = await service.store.subject_versions(subject)
     if not rows:
@@ -525,7 +539,7 @@ async def subject_versions(request: Request) -> Response:
 
 async def subject_version(request: Request) -> Response:
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     subject = check_subject(request.path_params["subject"])
     wanted = request.path_params["version"]
     target = None if wanted == "latest" else parse_version(wanted)
@@ -567,7 +581,7 @@ async def _refuse_if_referenced(service: Service, schema_id: str) -> None:
 async def schema_dependents(request: Request) -> Response:
     """The live schemas that reference this one (which block its deletion)."""
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     record = await service.schema_record(request.path_params["schema_id"])
     dependents = await service.store.dependents(record["id"])
     return json_response(
@@ -578,7 +592,7 @@ async def schema_dependents(request: Request) -> Response:
 async def schema_references(request: Request) -> Response:
     """What this schema references: name, subject, version and the id it resolved to."""
     service = _service(request)
-    service.authorize(request, write=False)
+    service.authorize(request, "read")
     record = await service.schema_record(request.path_params["schema_id"])
     refs = await service.store.references(record["id"])
     return json_response({"id": record["id"], "references": [_reference_view(r) for r in refs]})

@@ -27,6 +27,9 @@ COMPATIBILITY_MODES = (
     "FULL_TRANSITIVE",
 )
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# API key scopes, lowest first: each implies the ones before it.
+SCOPES = ("read", "write", "admin")
+DEFAULT_SCOPES = ("read", "write")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 JSON_SCHEMA_DRAFTS = ("draft-04", "draft-06", "draft-07", "draft-2019-09", "draft-2020-12")
 
@@ -70,6 +73,11 @@ _ALLOWED: dict[str, dict[str, Any]] = {
 class ApiKey:
     name: str
     sha256: str
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+
+    def grants(self, needed: str) -> bool:
+        """True when one of the key's scopes is `needed` or a higher one."""
+        return max(SCOPES.index(scope) for scope in self.scopes) >= SCOPES.index(needed)
 
 
 @dataclass(frozen=True)
@@ -199,20 +207,36 @@ def _check_redis(redis: dict[str, Any]) -> None:
         )
 
 
+def _scopes(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: must be a non-empty list of {', '.join(SCOPES)}")
+    for scope in value:
+        if scope not in SCOPES:
+            raise ConfigError(
+                f"{where}: unknown scope {scope!r}; the scopes are {', '.join(SCOPES)}"
+            )
+    return tuple(dict.fromkeys(value))
+
+
 def _api_keys(value: Any) -> tuple[ApiKey, ...]:
     if not isinstance(value, list):
-        raise ConfigError("auth.api_keys: must be a list of {name, sha256}")
+        raise ConfigError("auth.api_keys: must be a list of {name, sha256, scopes}")
     keys = []
     for index, item in enumerate(value):
         where = f"auth.api_keys[{index}]"
-        if not isinstance(item, dict) or set(item) != {"name", "sha256"}:
-            raise ConfigError(f"{where}: must have exactly the keys name and sha256")
+        if not isinstance(item, dict) or not {"name", "sha256"} <= set(item) <= {
+            "name",
+            "sha256",
+            "scopes",
+        }:
+            raise ConfigError(f"{where}: must have the keys name and sha256 (and scopes)")
         if not isinstance(item["name"], str) or not item["name"]:
             raise ConfigError(f"{where}.name: must be a non-empty string")
         digest = item["sha256"]
         if not isinstance(digest, str) or not _SHA256_HEX.match(digest):
             raise ConfigError(f"{where}.sha256: must be 64 lowercase hex characters")
-        keys.append(ApiKey(item["name"], digest))
+        scopes = _scopes(f"{where}.scopes", item.get("scopes", list(DEFAULT_SCOPES)))
+        keys.append(ApiKey(item["name"], digest, scopes))
     return tuple(keys)
 
 
