@@ -122,7 +122,7 @@ def test_per_key_limit_answers_429_with_retry_after(addresses, lab_host, capsys)
         conn.close()
 
     started = time.monotonic()
-    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    threads = [threading.Thread(target=hammer) for _thread in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -147,7 +147,7 @@ def test_monitor_uri_is_not_limited(addresses):
     # keepalived's health check, on the plain-HTTP front end (no rate limit there).
     conn = http.client.HTTPConnection(addresses["lb2"], 8080, timeout=10)
     try:
-        for _ in range(50):
+        for _request in range(50):
             conn.request("GET", "/lb-health", headers={"Authorization": f"Bearer {KEYS['limits']}"})
             response = conn.getresponse()
             response.read()
