@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs Molecule scenarios, JOBS at a time (each scenario boots its own lab, so they
 # do not share hosts), keeps each scenario's log, prints the log of any that failed
-# and a closing "molecule: N passed, N failed" line.
+# and a closing "molecule: N passed, N failed" line. A scenario that runs longer than
+# MOLECULE_TIMEOUT seconds is stopped, its lab removed, and counted as failed: one hung
+# scenario must not use up the whole CI time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$1; shift
@@ -10,8 +12,14 @@ mkdir -p "$logs"
 rm -f "$logs"/*.result
 
 run_one() {
-  local scenario=$1 start=$SECONDS
-  if molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then
+  local scenario=$1 start=$SECONDS rc
+  timeout --kill-after=60 "$timeout" molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1
+  rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "=== TIMEOUT $scenario: stopped after $timeout s" >>"$logs/$scenario.log"
+    python3 lab/labctl.py down --lab "$scenario" >>"$logs/$scenario.log" 2>&1
+  fi
+  if [ "$rc" -eq 0 ]; then
     echo "pass $(( SECONDS - start ))" >"$logs/$scenario.result"
     echo "=== PASS $scenario ($(( SECONDS - start )) s)"
   else
@@ -25,7 +33,8 @@ run_one() {
   fi
 }
 export -f run_one
-export logs
+timeout=${MOLECULE_TIMEOUT:-1800}
+export logs timeout
 
 printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
 

@@ -132,7 +132,9 @@ def test_redis_down_reaches_both_receivers_and_resolves(host: testinfra.host.Hos
         )
     finally:
         with data.sudo():
-            assert data.run("systemctl start redis-server").rc == 0
+            started = data.run("systemctl start redis-server")
+            journal = data.run("journalctl -u redis-server -n 30 --no-pager").stdout
+        assert started.rc == 0, f"redis-server did not start again:\n{started.stderr}\n{journal}"
     wait_for(
         lambda: redis_down_notes(host, "resolved", before) == {"/oncall", "/platform"},
         120,
