@@ -9,7 +9,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
-from lab_fixtures import playbooks  # noqa: E402 - a pytest fixture from molecule/shared
+from lab_fixtures import addresses, lab_host, playbooks  # noqa: E402 - pytest fixtures from molecule/shared
 
 # Re-exported so pytest sees the shared fixtures (and linters see them used).
-__all__ = ["playbooks"]
+__all__ = ["addresses", "lab_host", "playbooks"]

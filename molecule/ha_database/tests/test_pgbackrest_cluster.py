@@ -1,0 +1,143 @@
+"""pgBackRest on the Patroni cluster: WAL archiving and replica creation through Patroni's
+DCS configuration, backups from whichever member is the primary (also after a
+switchover), replicas re-initialised from the repository, restore.yml refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from pathlib import Path
+
+testinfra_hosts = ["backup1"]
+
+WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "ha"
+GROWN = str(Path(__file__).resolve().parents[1] / "inventory" / "grown.yml")
+MEMBERS = ["db1", "db2", "db3"]
+PG_DATA = "/var/lib/postgresql/15/main"
+
+
+def api(address: str, path: str) -> dict:
+    with urllib.request.urlopen(f"http://{address}:8008{path}", timeout=5) as response:
+        return json.loads(response.read().decode())
+
+
+def members(addresses) -> dict[str, dict]:
+    return {m["name"]: m for m in api(addresses["db1"], "/cluster")["members"]}
+
+
+def leader(addresses) -> str:
+    return next(n for n, m in members(addresses).items() if m["role"] == "leader")
+
+
+def sql(db_host, query: str) -> str:
+    return db_host.check_output(f"sudo -u postgres psql -qtAX -d schema_registry -c {query!r}")
+
+
+def pgbackrest(host, args: str):
+    return host.run(f"sudo -u pgbackrest pgbackrest --stanza=registry {args}")
+
+
+def info(host) -> dict:
+    return json.loads(pgbackrest(host, "--output=json info").stdout)[0]
+
+
+def test_archiving_and_replica_creation_are_in_patronis_dcs_configuration(lab_host, addresses):
+    config = api(addresses["db1"], "/config")["postgresql"]
+    assert config["parameters"]["archive_mode"] == "on"
+    assert config["parameters"]["archive_command"] == "pgbackrest --stanza=registry archive-push %p"
+    assert int(config["parameters"]["archive_timeout"]) == 60
+    assert "archive-get" in config["recovery_conf"]["restore_command"]
+    # The reinit benchmark of side_effect put the methods back as they were.
+    assert config["create_replica_methods"] == ["pgbackrest", "basebackup"]
+    assert config["pgbackrest"]["keep_data"] is True
+    for name in MEMBERS:
+        db = lab_host(name)
+        assert sql(db, "SHOW archive_mode").strip() == "on", name
+        # The single server's conf.d file (db1 before the growth) is gone: one source.
+        assert not db.file("/etc/postgresql/15/main/conf.d/60-pgbackrest.conf").exists, name
+
+
+def test_check_passes_and_archiving_keeps_up_on_the_primary(host, lab_host, addresses):
+    run = pgbackrest(host, "check")
+    assert run.rc == 0, run.stderr
+    primary = lab_host(leader(addresses))
+    ready = primary.check_output(f"find {PG_DATA}/pg_wal/archive_status -name '*.ready' | wc -l")
+    assert int(ready) <= 1
+    age = sql(
+        primary, "SELECT extract(epoch FROM now() - last_archived_time)::int FROM pg_stat_archiver"
+    )
+    assert int(age) < 120  # check switched a segment and saw it archived just now
+
+
+def test_a_full_backup_is_taken_from_the_cluster(host):
+    started = time.time()
+    run = host.run("systemctl start llmops-pgbackrest@full.service")
+    assert run.rc == 0, run.stderr
+    newest = info(host)["backup"][-1]
+    assert newest["type"] == "full"
+    assert newest["timestamp"]["stop"] >= int(started)
+    print(f"full backup from the cluster: {time.time() - started:.1f} s")
+
+
+def test_after_a_switchover_archiving_and_backups_go_on_from_the_new_primary(
+    host, lab_host, addresses, playbooks
+):
+    before = leader(addresses)
+    switched = time.time()
+    run = playbooks.run("-i", GROWN, "playbooks/db_switchover.yml")
+    assert run.returncode == 0, run.stdout[-2000:]
+    after = leader(addresses)
+    assert after != before
+    check = pgbackrest(host, "check")
+    assert check.rc == 0, check.stderr
+    # The segment check switched on the new primary is in the repository.
+    timeline = sql(lab_host(after), "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+    assert info(host)["archive"][0]["max"][:8] == timeline.strip()
+    # The backup timer's job finds the new primary by itself (pg1..pg3 in the stanza).
+    backup = host.run("systemctl start llmops-pgbackrest@incr.service")
+    assert backup.rc == 0, backup.stderr
+    newest = info(host)["backup"][-1]
+    assert newest["type"] == "incr"
+    assert newest["timestamp"]["start"] >= int(switched)
+
+
+def test_a_reinitialised_replica_is_restored_from_the_repository(lab_host, addresses):
+    name = next(n for n, m in members(addresses).items() if m["role"] != "leader")
+    db = lab_host(name)
+    since = int(db.check_output("date +%s")) - 1
+    started = time.time()
+    db.check_output(f"patronictl -c /etc/patroni/config.yml reinit registry {name} --force")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        log = db.check_output(f"journalctl -u patroni --since @{since} --no-pager -o cat")
+        member = members(addresses).get(name, {})
+        made = "replica has been created" in log
+        if made and member.get("state") in ("running", "streaming") and member.get("lag") == 0:
+            break
+        time.sleep(1)
+    assert "replica has been created using pgbackrest" in log, log[-3000:]
+    assert members(addresses)[name]["lag"] == 0
+    assert db.file("/var/log/pgbackrest/registry-restore.log").mtime.timestamp() >= since
+    assert sql(db, "SELECT count(*) FROM growth_rows").strip() == "5000"
+    print(f"{name} re-initialised from the repository in {time.time() - started:.1f} s")
+
+
+def test_the_benchmark_made_one_replica_from_the_repository_and_one_by_basebackup():
+    bench = json.loads((WORK / "reinit.json").read_text())
+    used = {run["methods"][0]: run["created_using"] for run in bench["reinit"]}
+    assert used == {"pgbackrest": "pgbackrest", "basebackup": "basebackup"}
+    assert all(int(run["rows"]) == bench["fill_rows"] for run in bench["reinit"])
+    assert bench["full_backup"]["type"] == "full"
+
+
+def test_restore_is_refused_on_a_cluster_with_the_steps(playbooks, addresses):
+    before = leader(addresses)
+    run = playbooks.run("-i", GROWN, "playbooks/restore.yml", "-e", "confirm_restore=yes")
+    assert run.returncode != 0
+    output = " ".join(run.stdout.split())
+    assert "a Patroni cluster" in output
+    assert "patronictl reinit" in output
+    assert "Nothing was changed" in output
+    assert leader(addresses) == before
