@@ -220,8 +220,7 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
             done = subprocess.run(  # noqa: S603 - argument list, no shell: lab tools on lab hosts
                 [  # noqa: S607 - psql/ssh/ansible-playbook/python3 from PATH, as an operator runs them
                     "ansible-playbook",
-                    "-i",
-                    args.inventory,
+                    *[arg for source in args.inventory for arg in ("-i", source)],
                     str(ROOT / "playbooks/db_switchover.yml"),
                 ],
                 capture_output=True,
