@@ -119,6 +119,6 @@ def test_switchover_is_refused_on_a_single_db_host_inventory(playbooks):
     # Molecule's own inventory lists db1 alone in `db` (converge adds db2 and db3).
     run = playbooks.run("playbooks/db_switchover.yml")
     assert run.returncode != 0
-    output = " ".join(run.stdout.split())
+    output = " ".join((run.stdout + run.stderr).split())
     assert "needs a Patroni cluster" in output
     assert "Nothing was changed" in output

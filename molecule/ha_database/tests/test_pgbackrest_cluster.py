@@ -138,7 +138,7 @@ def test_restore_is_refused_on_a_cluster_with_the_steps(playbooks, addresses):
     before = leader(addresses)
     run = playbooks.run("-i", GROWN, "playbooks/restore.yml", "-e", "confirm_restore=yes")
     assert run.returncode != 0
-    output = " ".join(run.stdout.split())
+    output = " ".join((run.stdout + run.stderr).split())
     assert "a Patroni cluster" in output
     assert "patronictl reinit" in output
     assert "Nothing was changed" in output
