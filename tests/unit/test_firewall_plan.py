@@ -40,8 +40,14 @@ HOSTVARS = {
 ADMIN = ["192.0.2.0/24", "198.51.100.7/32"]
 
 
-def plan(rules, group_names, admin=ADMIN, groups=GROUPS, hostvars=HOSTVARS):
-    return firewall_plan(rules, groups, hostvars, group_names, admin)
+def plan(rules, group_names, admin=None, groups=None, hostvars=None):
+    return firewall_plan(
+        rules,
+        GROUPS if groups is None else groups,
+        HOSTVARS if hostvars is None else hostvars,
+        group_names,
+        ADMIN if admin is None else admin,
+    )
 
 
 def triples(entries):
