@@ -58,6 +58,7 @@ EGRESS_LIMITED = frozenset({"registry"})
 EGRESS: frozenset[tuple[int, str]] = frozenset({(5432, "db"), (6379, "cache"), (26379, "cache")})
 
 CLOSED = ("filtered", "blocked")
+STACK_GROUPS = frozenset({"registry", "db", "dcs", "cache", "lb", "monitoring", "bench", "backup"})
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,8 @@ def scenario_lab() -> tuple[dict[str, object], dict[str, set[str]], dict[str, st
     runner = testinfra.utils.ansible_runner.AnsibleRunner(inventory)
     names = runner.get_hosts("all")
     hosts = {n: testinfra.get_host(f"ansible://{n}", ansible_inventory=inventory) for n in names}
-    groups = {n: set(runner.get_variables(n)["group_names"]) for n in names}
+    # The stack's groups only: the runner's group_names carries Molecule's own too.
+    groups = {n: set(runner.get_variables(n)["group_names"]) & STACK_GROUPS for n in names}
     with open(os.environ["MOLECULE_INSTANCE_CONFIG"], encoding="utf-8") as handle:
         addresses = {item["instance"]: item["address"] for item in yaml.safe_load(handle)}
     return hosts, groups, addresses
