@@ -30,6 +30,7 @@ ANY = "any"
 PORTS: tuple[tuple[int, str, frozenset[str] | str], ...] = (
     (22, "all", frozenset()),
     (9100, "all", frozenset({"monitoring"})),
+    (8443, "lb", ANY),
     (8080, "lb", ANY),
     (8404, "lb", frozenset({"monitoring"})),
     (8081, "registry", frozenset({"lb"})),
