@@ -1,4 +1,5 @@
-"""Base role: firewall opens only the listed ports, journald keeps logs."""
+"""Base role: firewall opens only the planned ports, journald keeps logs (who may reach
+each port: test_firewall.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 testinfra_hosts = ["app1"]
 
-# A port no group lists (see base_firewall_group_ports).
+# A port no rule opens (see base_firewall_rules).
 UNLISTED_PORT = 9999
 
 
@@ -47,20 +48,24 @@ def test_firewall_blocks_an_unlisted_port(host, addresses, listener_on_db1):
 
 
 def test_firewall_opens_the_db_and_cache_ports_of_db1(host, addresses):
-    for port in (22, 5432, 6379):
+    for port in (5432, 6379):
         result = connect(host, addresses["db1"], port)
         assert result.rc == 0, (port, result.stderr)
 
 
 def test_registry_host_opens_only_its_own_ports(lab_host, addresses):
     db = lab_host("db1")
-    # app1 is in group registry only: PostgreSQL's port is not open there.
+    # app1 is in group registry only: PostgreSQL's port is not open there (its output
+    # chain names 5432: where app1 itself may connect).
     ruleset = lab_host("app1")
     with ruleset.sudo():
-        rules = ruleset.check_output("nft list table inet llmops_filter")
-    assert "8081" in rules
+        rules = ruleset.check_output("nft list chain inet llmops_filter input")
+    assert "tcp dport 22 accept" in rules
+    # No lb host in this lab: nobody may reach the instances' port.
+    assert "8081" not in rules
     assert "5432" not in rules
-    assert connect(db, addresses["app1"], 22).rc == 0
+    # SSH only from the admin networks (the controller), not from another lab host.
+    assert connect(db, addresses["app1"], 22).rc != 0
 
 
 def test_journal_is_written_to_disk(host):
@@ -69,7 +74,7 @@ def test_journal_is_written_to_disk(host):
     assert files.strip(), "no journal files under /var/log/journal"
 
 
-def test_firewall_off_removes_only_our_table_and_udp_ports_open(lab_host, run_playbook):
+def test_firewall_off_removes_only_our_table_and_extra_rules_apply(lab_host, run_playbook):
     other = lab_host("other1")
     with other.sudo():
         # Another program's table, which the role must never touch.
@@ -84,7 +89,11 @@ def test_firewall_off_removes_only_our_table_and_udp_ports_open(lab_host, run_pl
         assert "someone_else" in tables
         assert "policy drop" not in config  # a reboot does not bring the table back
 
-        on = run_playbook("base_only.yml", "-e", '{"base_firewall_extra_udp_ports": [5353]}')
+        extra = (
+            '{"base_firewall_extra_rules": '
+            '[{"name": "mdns", "port": 5353, "proto": "udp", "sources": ["any"]}]}'
+        )
+        on = run_playbook("base_only.yml", "-e", extra)
         assert on.returncode == 0, on.stdout[-3000:]
         with other.sudo():
             rules = other.check_output("nft list table inet llmops_filter")
