@@ -13,10 +13,10 @@ rm -f "$logs"/*.result
 
 run_one() {
   local scenario=$1 start=$SECONDS rc
-  timeout --kill-after=60 "$timeout" molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1
+  timeout --kill-after=60 "$scenario_timeout" molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1
   rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    echo "=== TIMEOUT $scenario: stopped after $timeout s" >>"$logs/$scenario.log"
+    echo "=== TIMEOUT $scenario: stopped after $scenario_timeout s" >>"$logs/$scenario.log"
     python3 lab/labctl.py down --lab "$scenario" >>"$logs/$scenario.log" 2>&1
   fi
   if [ "$rc" -eq 0 ]; then
@@ -33,8 +33,8 @@ run_one() {
   fi
 }
 export -f run_one
-timeout=${MOLECULE_TIMEOUT:-1800}
-export logs timeout
+scenario_timeout=${MOLECULE_TIMEOUT:-1800}
+export logs scenario_timeout
 
 printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
 
