@@ -150,8 +150,14 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     assert load.sent > 0
     assert load.failed == [], load.failed[:10]
 
-    after_https = _https_certificate(lb)
-    after_pg = _postgres_certificate(db)
+    # The reloads are asynchronous (a signal): the new files are served within seconds.
+    deadline = time.monotonic() + 15
+    while True:
+        after_https, after_pg = _https_certificate(lb), _postgres_certificate(db)
+        changed = _serial(after_https) != _serial(before_https)
+        if (changed and _serial(after_pg) != _serial(before_pg)) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert _serial(after_https) != _serial(before_https)
     assert _serial(after_pg) != _serial(before_pg)
     if LB == DB:
@@ -178,7 +184,7 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     assert pattern.search(exported), "node_exporter does not export the new certificate's expiry"
 
 
-def test_expiry_metric_writer_is_hardened_and_scheduled():
+def test_expiry_metric_writer_is_hardened_and_scheduled(capsys):
     node = _node(LB)
     assert node.service("llmops-tls-expiry-metrics.timer").is_enabled
     assert node.service("llmops-tls-expiry-metrics.timer").is_running
@@ -186,4 +192,6 @@ def test_expiry_metric_writer_is_hardened_and_scheduled():
     assert node.run(f"systemctl is-failed {unit}").stdout.strip() != "failed"
     report = node.check_output(f"systemd-analyze security --no-pager {unit}")
     score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", report)[1])
-    assert score <= 1.5, report
+    with capsys.disabled():
+        print(f"\nexposure {LB} {unit}: {score} (target <= 1.3)")
+    assert score <= 1.3, report
