@@ -180,8 +180,17 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     match = pattern.search(node.file(METRIC_FILE).content_string)
     assert match, node.file(METRIC_FILE).content_string
     assert int(match[1]) == not_after
-    exported = node.check_output("curl -sf http://127.0.0.1:9100/metrics")
-    assert pattern.search(exported), "node_exporter does not export the new certificate's expiry"
+    # node_exporter sorts the labels and writes the value as a float.
+    exported = re.search(
+        METRIC
+        + r'\{path="/etc/llmops/tls/server\.crt",serial="0*'
+        + served_serial
+        + r'",subject="[^"]*"\} (\S+)$',
+        node.check_output("curl -sf http://127.0.0.1:9100/metrics"),
+        re.MULTILINE,
+    )
+    assert exported, "node_exporter does not export the new certificate's expiry"
+    assert float(exported[1]) == not_after
 
 
 def test_expiry_metric_writer_is_hardened_and_scheduled(capsys):
