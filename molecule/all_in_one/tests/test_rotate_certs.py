@@ -1,0 +1,206 @@
+"""Certificate rotation (issue 15): playbooks/rotate_certs.yml, run as an operator runs
+it, replaces the certificate HAProxy (8443) and PostgreSQL (5432, STARTTLS) serve while
+a client sends https requests to the registry without a pause, and not one of them
+fails. The consumers are reloaded, not restarted (same main PIDs), the expiry metric
+describes the new certificate (on the host and from node_exporter), and --check first
+changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import testinfra.utils.ansible_runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from lab_http import lab_cafile, lab_tls_context
+
+from playbooks import Playbooks
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+LB = RUNNER.get_hosts("lb")[0]
+DB = RUNNER.get_hosts("db")[0]
+METRIC_FILE = "/var/lib/node_exporter/textfile/llmops_tls.prom"
+METRIC = "llmops_tls_certificate_expiry_timestamp_seconds"
+UNITS = ["haproxy.service", "postgresql@15-main.service"]
+
+
+def _node(host: str):
+    return testinfra.get_host(
+        f"ansible://{host}?ansible_inventory={RUNNER.inventory_file}", sudo=True
+    )
+
+
+def _address(host: str) -> str:
+    return RUNNER.get_variables(host)["ansible_host"]
+
+
+def _https_certificate(address: str) -> dict:
+    with (
+        socket.create_connection((address, 8443), timeout=10) as raw,
+        lab_tls_context().wrap_socket(raw, server_hostname=address) as tls,
+    ):
+        return tls.getpeercert()
+
+
+def _postgres_certificate(address: str) -> dict:
+    """PostgreSQL's STARTTLS: SSLRequest, 'S', then the handshake (verified, by name)."""
+    with socket.create_connection((address, 5432), timeout=10) as raw:
+        raw.sendall(struct.pack("!ii", 8, 80877103))
+        assert raw.recv(1) == b"S", "PostgreSQL refused TLS"
+        with lab_tls_context().wrap_socket(raw, server_hostname=address) as tls:
+            return tls.getpeercert()
+
+
+def _serial(cert: dict) -> int:
+    return int(cert["serialNumber"], 16)
+
+
+def _controller_pki() -> dict[str, str]:
+    """sha256 of every file of the internal CA folder on the controller."""
+    root = Path(lab_cafile()).parent
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _main_pids(node) -> dict[str, str]:
+    return {unit: node.check_output(f"systemctl show -p MainPID --value {unit}") for unit in UNITS}
+
+
+class Load(threading.Thread):
+    """GET /api/v1/subjects through HAProxy, a new TLS connection each time (a
+    handshake during the reload is what could fail), until stopped."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(daemon=True)
+        self.address = address
+        self.sent = 0
+        self.failed: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sent += 1
+            conn = http.client.HTTPSConnection(
+                self.address, 8443, timeout=10, context=lab_tls_context()
+            )
+            try:
+                conn.request("GET", "/api/v1/subjects")
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    self.failed.append(f"{time.strftime('%T')} HTTP {response.status}")
+            except (OSError, http.client.HTTPException, ssl.SSLError) as error:
+                self.failed.append(f"{time.strftime('%T')} {error!r}")
+            finally:
+                conn.close()
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def playbooks() -> Playbooks:
+    return Playbooks()
+
+
+def test_check_mode_changes_nothing(playbooks):
+    served = _serial(_https_certificate(_address(LB)))
+    files = _controller_pki()
+    proc = playbooks.run("playbooks/rotate_certs.yml", "--check")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _controller_pki() == files
+    assert _serial(_https_certificate(_address(LB))) == served
+
+
+def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks, capsys):
+    lb, db = _address(LB), _address(DB)
+    before_https = _https_certificate(lb)
+    before_pg = _postgres_certificate(db)
+    pids = {host: _main_pids(_node(host)) for host in {LB, DB}}
+
+    load = Load(lb)
+    load.start()
+    deadline = time.monotonic() + 30
+    while load.sent < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = time.monotonic()
+    proc = playbooks.run("playbooks/rotate_certs.yml")
+    took = time.monotonic() - started
+    time.sleep(3)  # requests after the reloads too
+    load.stop.set()
+    load.join(timeout=15)
+    with capsys.disabled():
+        print(
+            f"\nrotate_certs.yml: {took:.1f} s, {load.sent} https requests, "
+            f"{len(load.failed)} failed"
+        )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert load.sent > 0
+    assert load.failed == [], load.failed[:10]
+
+    # The reloads are asynchronous (a signal): the new files are served within seconds.
+    deadline = time.monotonic() + 15
+    while True:
+        after_https, after_pg = _https_certificate(lb), _postgres_certificate(db)
+        changed = _serial(after_https) != _serial(before_https)
+        if (changed and _serial(after_pg) != _serial(before_pg)) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert _serial(after_https) != _serial(before_https)
+    assert _serial(after_pg) != _serial(before_pg)
+    if LB == DB:
+        assert _serial(after_pg) == _serial(after_https)
+    # Reloaded, not restarted.
+    assert {host: _main_pids(_node(host)) for host in {LB, DB}} == pids
+
+    # The expiry metric describes the new certificate: file and node_exporter.
+    not_after = int(ssl.cert_time_to_seconds(after_https["notAfter"]))
+    assert not_after > time.time() + 300 * 86400
+    node = _node(LB)
+    served_serial = f"{_serial(after_https):X}"
+    pattern = re.compile(
+        METRIC
+        + r'\{path="/etc/llmops/tls/server\.crt",subject="[^"]*",serial="0*'
+        + served_serial
+        + r'"\} (\d+)$',
+        re.MULTILINE,
+    )
+    match = pattern.search(node.file(METRIC_FILE).content_string)
+    assert match, node.file(METRIC_FILE).content_string
+    assert int(match[1]) == not_after
+    # node_exporter sorts the labels and writes the value as a float.
+    exported = re.search(
+        METRIC
+        + r'\{path="/etc/llmops/tls/server\.crt",serial="0*'
+        + served_serial
+        + r'",subject="[^"]*"\} (\S+)$',
+        node.check_output("curl -sf http://127.0.0.1:9100/metrics"),
+        re.MULTILINE,
+    )
+    assert exported, "node_exporter does not export the new certificate's expiry"
+    assert float(exported[1]) == not_after
+
+
+def test_expiry_metric_writer_is_hardened_and_scheduled(capsys):
+    node = _node(LB)
+    assert node.service("llmops-tls-expiry-metrics.timer").is_enabled
+    assert node.service("llmops-tls-expiry-metrics.timer").is_running
+    unit = "llmops-tls-expiry-metrics.service"
+    assert node.run(f"systemctl is-failed {unit}").stdout.strip() != "failed"
+    report = node.check_output(f"systemd-analyze security --no-pager {unit}")
+    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", report)[1])
+    with capsys.disabled():
+        print(f"\nexposure {LB} {unit}: {score} (target <= 1.3)")
+    assert score <= 1.3, report
