@@ -128,7 +128,7 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     lb, db = _address(LB), _address(DB)
     before_https = _https_certificate(lb)
     before_pg = _postgres_certificate(db)
-    pids = {host: _main_pids(_node(host)) for host in {LB, DB}}
+    pids = {host: _main_pids(_node(host)) for host in (LB, DB)}
 
     load = Load(lb)
     load.start()
@@ -163,7 +163,7 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     if LB == DB:
         assert _serial(after_pg) == _serial(after_https)
     # Reloaded, not restarted.
-    assert {host: _main_pids(_node(host)) for host in {LB, DB}} == pids
+    assert {host: _main_pids(_node(host)) for host in (LB, DB)} == pids
 
     # The expiry metric describes the new certificate: file and node_exporter.
     not_after = int(ssl.cert_time_to_seconds(after_https["notAfter"]))
