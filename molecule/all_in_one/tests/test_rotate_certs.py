@@ -58,7 +58,7 @@ def _postgres_serial(address: str) -> int:
     node = _node(DB)
     cert = node.check_output(
         f"openssl s_client -starttls postgres -connect {address}:5432 -verify_return_error "
-        f"-CAfile /etc/llmops/tls/ca.crt -verify_hostname {address} </dev/null 2>/dev/null "
+        f"-CAfile /etc/llmops/tls/ca.crt -verify_ip {address} </dev/null 2>/dev/null "
         "| openssl x509 -noout -serial"
     )
     return int(cert.strip().removeprefix("serial="), 16)
