@@ -175,6 +175,7 @@ def test_a_point_in_time_restore_of_the_cluster_keeps_every_row_before_the_targe
     onto the cluster, then the rows, the members, the new timeline and the registry."""
     before = members(addresses)
     primary = lab_host(leader(addresses))
+    sql(primary, "DROP TABLE IF EXISTS pitr_rows")
     sql(primary, "CREATE TABLE pitr_rows (id int PRIMARY KEY, batch int NOT NULL)")
     sql(primary, "INSERT INTO pitr_rows SELECT g, 1 FROM generate_series(1, 500) g")
     target = datetime.fromtimestamp(
