@@ -25,17 +25,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import ssl
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 from drill_load import inventory_cafile
-from failover_bench import ROOT, TABLE, Log, conninfo, db_writer, load_instances, psql, ssh
+from failover_bench import (
+    ROOT,
+    TABLE,
+    Log,
+    conninfo,
+    db_writer,
+    lb_status,
+    load_instances,
+    psql,
+    ssh,
+)
 from reinit_bench import fill, full_backup
 
 DATA = "/var/lib/postgresql/15/main"
@@ -48,20 +55,7 @@ def registry_write(lb: str, key: str, cafile: str) -> int:
         "schema_type": "JSON",
         "schema": {"type": "object", "properties": {"prompt": {"type": "string"}}},
     }
-    request = urllib.request.Request(
-        f"https://{lb}:8443/api/v1/schemas",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    context = ssl.create_default_context(cafile=cafile)
-    try:
-        with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310 - a lab host only
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
+    return lb_status(lb, key, cafile, "/api/v1/schemas", body)
 
 
 def lose_disks(inv: dict, hosts: list[str]) -> None:
