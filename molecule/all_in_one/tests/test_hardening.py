@@ -23,6 +23,8 @@ import pytest
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from monitoring_web import metrics_on
+
 from playbooks import Playbooks
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
@@ -87,7 +89,7 @@ def test_node_exporter_reports_the_hosts_mounts_not_its_own(host):
     node = _node(host)
     mounts = [line.split() for line in node.check_output("cat /proc/1/mounts").splitlines()]
     writable = {fields[1] for fields in mounts if "rw" in fields[3].split(",")}
-    metrics = node.check_output("curl -s http://127.0.0.1:9100/metrics")
+    metrics = metrics_on(node, RUNNER.get_variables(host)["ansible_host"], 9100)
     pattern = r'^node_filesystem_readonly\{[^}]*mountpoint="([^"]+)"[^}]*\} (\d)$'
     found = re.findall(pattern, metrics, re.M)
     seen = [mount for mount, _flag in found]
@@ -102,7 +104,7 @@ def test_hardened_go_daemons_keep_their_process_metrics(host):
     groups = RUNNER.get_variables(host)["group_names"]
     ports = [9100] + [port for group in groups for port in EXPORTERS.get(group, [])]
     for port in ports:
-        metrics = node.check_output(f"curl -s http://127.0.0.1:{port}/metrics")
+        metrics = metrics_on(node, RUNNER.get_variables(host)["ansible_host"], port)
         assert re.search(r"^process_start_time_seconds \S+$", metrics, re.M), port
 
 
