@@ -194,20 +194,7 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     # Reloaded, not restarted.
     assert {host: _main_pids(_node(host)) for host in (LB, DB)} == pids
 
-    # The monitoring listeners serve the new certificate without a reload or restart.
-    after_monitoring = _monitoring_serials()
-    with capsys.disabled():
-        print(
-            f"monitoring listeners' serials: before {sorted(set(before_monitoring.values()))}, "
-            f"after {sorted(set(after_monitoring.values()))}"
-        )
-    assert set(after_monitoring.values()) == {_serial(after_https)}
-    assert _main_pids(_node(MONITORING), MONITORING_UNITS) == monitoring_pids
-    # Prometheus keeps scraping them (its client certificate for redis_exporter too).
-    base = f"https://{_address(MONITORING)}:9090"
-    time.sleep(20)  # more than a scrape interval after the rotation
-    targets = prometheus_api(base, "/api/v1/targets")["activeTargets"]
-    assert [t["scrapeUrl"] for t in targets if t["health"] != "up"] == []
+    _check_monitoring_listeners(before_monitoring, _serial(after_https), monitoring_pids, capsys)
 
     # The expiry metric describes the new certificate: file and node_exporter.
     not_after = int(ssl.cert_time_to_seconds(after_https["notAfter"]))
@@ -235,6 +222,22 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     )
     assert exported, "node_exporter does not export the new certificate's expiry"
     assert float(exported[1]) == not_after
+
+
+def _check_monitoring_listeners(before: dict[int, int], new: int, pids: dict, capsys) -> None:
+    """The monitoring listeners serve the new certificate without a reload or restart,
+    and Prometheus keeps scraping them (its client certificate for redis_exporter too)."""
+    after = _monitoring_serials()
+    with capsys.disabled():
+        print(
+            f"monitoring listeners' serials: before {sorted(set(before.values()))}, "
+            f"after {sorted(set(after.values()))}"
+        )
+    assert set(after.values()) == {new}, after
+    assert _main_pids(_node(MONITORING), MONITORING_UNITS) == pids
+    time.sleep(20)  # more than a scrape interval after the rotation
+    targets = prometheus_api(f"https://{_address(MONITORING)}:9090", "/api/v1/targets")
+    assert [t["scrapeUrl"] for t in targets["activeTargets"] if t["health"] != "up"] == []
 
 
 def test_expiry_metric_writer_is_hardened_and_scheduled(capsys):
