@@ -32,17 +32,17 @@ DROP_IN = "llmops-hardening.conf"
 
 # unit, group whose hosts run it, our drop-in?, stock exposure (Debian 12), target.
 # The monitoring stack's daemons read the TLS key through group ssl-cert, which a
-# private user namespace drops: PrivateUsers=no costs them 0.2 (role monitoring_web).
+# private user namespace drops: PrivateUsers=no costs them 0.1 (role monitoring_web).
 UNITS = [
     ("postgresql@15-main.service", "db", True, 9.6, 1.4),
     ("redis-server.service", "cache", True, 1.1, 1.1),
     ("haproxy.service", "lb", True, 9.6, 1.4),
-    ("prometheus.service", "monitoring", True, 3.9, 1.3),
-    ("prometheus-alertmanager.service", "monitoring", True, 9.2, 1.3),
-    ("prometheus-pushgateway.service", "monitoring", True, 9.2, 1.3),
-    ("prometheus-node-exporter.service", "all", True, 9.2, 1.6),
-    ("prometheus-postgres-exporter.service", "db", True, 9.2, 1.3),
-    ("prometheus-redis-exporter.service", "cache", True, 9.2, 1.3),
+    ("prometheus.service", "monitoring", True, 3.9, 1.2),
+    ("prometheus-alertmanager.service", "monitoring", True, 9.2, 1.2),
+    ("prometheus-pushgateway.service", "monitoring", True, 9.2, 1.2),
+    ("prometheus-node-exporter.service", "all", True, 9.2, 1.5),
+    ("prometheus-postgres-exporter.service", "db", True, 9.2, 1.2),
+    ("prometheus-redis-exporter.service", "cache", True, 9.2, 1.2),
     # The registry's own units (hardened in their unit files).
     ("schema-registry@a.service", "registry", False, None, 1.5),
     ("schema-registry@b.service", "registry", False, None, 1.5),
