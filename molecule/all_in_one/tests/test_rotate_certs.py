@@ -3,7 +3,9 @@ it, replaces the certificate HAProxy (8443) and PostgreSQL (5432, STARTTLS) serv
 a client sends https requests to the registry without a pause, and not one of them
 fails. The consumers are reloaded, not restarted (same main PIDs), the expiry metric
 describes the new certificate (on the host and from node_exporter), and --check first
-changes nothing."""
+changes nothing. The monitoring stack's listeners (role monitoring_web) serve the new
+certificate too, with no reload or restart at all (they read the files on every
+handshake), and Prometheus still scrapes every one of them."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import pytest
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from dashboard_checks import prometheus_api
 from lab_http import lab_cafile, lab_tls_context
+from monitoring_web import LISTENERS, metrics_on, probe_on
 
 from playbooks import Playbooks
 
@@ -32,6 +36,15 @@ DB = RUNNER.get_hosts("db")[0]
 METRIC_FILE = "/var/lib/node_exporter/textfile/llmops_tls.prom"
 METRIC = "llmops_tls_certificate_expiry_timestamp_seconds"
 UNITS = ["haproxy.service", "postgresql@15-main.service"]
+MONITORING = RUNNER.get_hosts("monitoring")[0]
+MONITORING_UNITS = [
+    "prometheus.service",
+    "prometheus-alertmanager.service",
+    "prometheus-pushgateway.service",
+    "prometheus-node-exporter.service",
+    "prometheus-postgres-exporter.service",
+    "prometheus-redis-exporter.service",
+]
 
 
 def _node(host: str):
@@ -78,8 +91,21 @@ def _controller_pki() -> dict[str, str]:
     }
 
 
-def _main_pids(node) -> dict[str, str]:
-    return {unit: node.check_output(f"systemctl show -p MainPID --value {unit}") for unit in UNITS}
+def _main_pids(node, units=tuple(UNITS)) -> dict[str, str]:
+    return {unit: node.check_output(f"systemctl show -p MainPID --value {unit}") for unit in units}
+
+
+def _monitoring_serials() -> dict[int, int]:
+    """Port -> serial of the certificate each monitoring listener of the (one) host
+    serves, read on the monitoring host with its client certificate."""
+    node = _node(MONITORING)
+    address = _address(MONITORING)
+    serials = {}
+    for _name, port, _group, _cert in LISTENERS:
+        answer = probe_on(node, f"https://{address}:{port}/", client_cert=True, password=None)
+        assert answer["serial"], (port, answer)
+        serials[port] = int(answer["serial"], 16)
+    return serials
 
 
 class Load(threading.Thread):
@@ -131,6 +157,9 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     before_https = _https_certificate(lb)
     before_pg = _postgres_serial(db)
     pids = {host: _main_pids(_node(host)) for host in (LB, DB)}
+    monitoring_pids = _main_pids(_node(MONITORING), MONITORING_UNITS)
+    before_monitoring = _monitoring_serials()
+    assert set(before_monitoring.values()) == {_serial(before_https)}
 
     load = Load(lb)
     load.start()
@@ -167,6 +196,8 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     # Reloaded, not restarted.
     assert {host: _main_pids(_node(host)) for host in (LB, DB)} == pids
 
+    _check_monitoring_listeners(before_monitoring, _serial(after_https), monitoring_pids, capsys)
+
     # The expiry metric describes the new certificate: file and node_exporter.
     not_after = int(ssl.cert_time_to_seconds(after_https["notAfter"]))
     assert not_after > time.time() + 300 * 86400
@@ -188,11 +219,27 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
         + r'\{path="/etc/llmops/tls/server\.crt",serial="0*'
         + served_serial
         + r'",subject="[^"]*"\} (\S+)$',
-        node.check_output("curl -sf http://127.0.0.1:9100/metrics"),
+        metrics_on(node, _address(LB), 9100),
         re.MULTILINE,
     )
     assert exported, "node_exporter does not export the new certificate's expiry"
     assert float(exported[1]) == not_after
+
+
+def _check_monitoring_listeners(before: dict[int, int], new: int, pids: dict, capsys) -> None:
+    """The monitoring listeners serve the new certificate without a reload or restart,
+    and Prometheus keeps scraping them (its client certificate for redis_exporter too)."""
+    after = _monitoring_serials()
+    with capsys.disabled():
+        print(
+            f"monitoring listeners' serials: before {sorted(set(before.values()))}, "
+            f"after {sorted(set(after.values()))}"
+        )
+    assert set(after.values()) == {new}, after
+    assert _main_pids(_node(MONITORING), MONITORING_UNITS) == pids
+    time.sleep(20)  # more than a scrape interval after the rotation
+    targets = prometheus_api(f"https://{_address(MONITORING)}:9090", "/api/v1/targets")
+    assert [t["scrapeUrl"] for t in targets["activeTargets"] if t["health"] != "up"] == []
 
 
 def test_expiry_metric_writer_is_hardened_and_scheduled(capsys):
