@@ -113,7 +113,7 @@ def write_then_lose(args, inv: dict, dsn: str) -> tuple[list[tuple[float, str]],
     log, stop = Log(), threading.Event()
     writers = [
         threading.Thread(target=db_writer, args=(dsn, log, stop, 0.05), daemon=True)
-        for _ in range(args.writers)
+        for _unused in range(args.writers)
     ]
     for writer in writers:
         writer.start()
