@@ -70,6 +70,19 @@ def web_request(
         return error.code, error.read()
 
 
+def push_is_refused(address: str) -> None:
+    """A push to the Pushgateway at address without the login, or with a wrong password,
+    gets 401 and leaves no trace in its metrics."""
+    base = f"https://{address}:9091"
+    group = f"{base}/metrics/job/molecule_intruder"
+    body = b"molecule_intruder_total 1\n"
+    assert web_request("PUT", group, password=None, body=body)[0] == 401
+    assert web_request("PUT", group, password=WRONG_PASSWORD, body=body)[0] == 401
+    status, metrics = web_request("GET", f"{base}/metrics")
+    assert status == 200
+    assert b"molecule_intruder" not in metrics
+
+
 def web_json(url: str, **params: str) -> dict:
     """GET a JSON API (Prometheus, Alertmanager) with the stack's credentials."""
     if params:
