@@ -48,9 +48,7 @@ def _wait_port(port: int, password: str | None = None, username: str | None = No
 
 
 def _data(port: int) -> redis.Redis:
-    return redis.Redis(
-        port=port, username=USER, password=PASSWORD, socket_timeout=2, **_CLIENT_TLS
-    )
+    return redis.Redis(port=port, username=USER, password=PASSWORD, socket_timeout=2, **_CLIENT_TLS)
 
 
 def _sentinel(port: int) -> redis.Redis:

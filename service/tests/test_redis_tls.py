@@ -112,12 +112,12 @@ def test_redis_py_itself_checks_the_ca_and_the_name() -> None:
     """The same checks without the service, so a test above cannot pass by accident."""
     assert _direct().ping()
     wrong_ca = redis.Redis(port=TLS_PORT, ssl=True, ssl_ca_certs=str(OTHER_CA), socket_timeout=2)
-    with pytest.raises(redis.ConnectionError, match="(?i)certificate verify failed"):
+    with pytest.raises(redis.ConnectionError, match=r"(?i)certificate verify failed"):
         wrong_ca.ping()
     unnamed = redis.Redis(
         host="127.0.0.2", port=TLS_PORT, ssl=True, ssl_ca_certs=str(CA), socket_timeout=2
     )
-    with pytest.raises(redis.ConnectionError, match="(?i)certificate verify failed"):
+    with pytest.raises(redis.ConnectionError, match=r"(?i)certificate verify failed"):
         unnamed.ping()
 
 
@@ -138,7 +138,10 @@ def test_config_refuses_to_turn_verification_off(tmp_path, url) -> None:
 
 def test_config_takes_a_ca_file_with_rediss_only(tmp_path) -> None:
     config = write_config(
-        tmp_path, "postgresql://u@db:5432/x", "redis://127.0.0.1:6379/0", redis={"tls_ca_file": str(CA)}
+        tmp_path,
+        "postgresql://u@db:5432/x",
+        "redis://127.0.0.1:6379/0",
+        redis={"tls_ca_file": str(CA)},
     )
     result = cli("check-config", config=config)
     assert result.returncode != 0

@@ -201,7 +201,7 @@ def _check_redis(redis: dict[str, Any]) -> None:
     if not isinstance(master, str) or not _SENTINEL_MASTER.match(master):
         raise ConfigError("redis.sentinel_master: must be 1-128 letters, digits, '.', '_' or '-'")
     if redis["sentinels"] and str(redis["url"]).startswith("unix://"):
-        raise ConfigError("redis.sentinels: works with a redis:// or rediss:// URL only (no socket)")
+        raise ConfigError("redis.sentinels: needs a redis:// or rediss:// URL (no socket)")
     # Certificate and host name checks are always on: a URL option must not turn them off.
     if isinstance(redis["url"], str) and re.search(r"[?&]ssl_", redis["url"]):
         raise ConfigError(
