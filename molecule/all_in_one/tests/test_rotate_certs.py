@@ -1,5 +1,6 @@
 """Certificate rotation (issue 15): playbooks/rotate_certs.yml, run as an operator runs
-it, replaces the certificate HAProxy (8443) and PostgreSQL (5432, STARTTLS) serve while
+it, replaces the certificate HAProxy (8443), PostgreSQL (5432, STARTTLS) and Redis (6379,
+TLS only) serve while
 a client sends https requests to the registry without a pause, and not one of them
 fails. The consumers are reloaded, not restarted (same main PIDs), the expiry metric
 describes the new certificate (on the host and from node_exporter), and --check first
@@ -30,9 +31,16 @@ from playbooks import Playbooks
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 LB = RUNNER.get_hosts("lb")[0]
 DB = RUNNER.get_hosts("db")[0]
+CACHE = RUNNER.get_hosts("cache")[0]
 METRIC_FILE = "/var/lib/node_exporter/textfile/llmops_tls.prom"
 METRIC = "llmops_tls_certificate_expiry_timestamp_seconds"
-UNITS = ["haproxy.service", "postgresql@15-main.service"]
+UNITS: dict[str, list[str]] = {}
+for _host, _unit in (
+    (LB, "haproxy.service"),
+    (DB, "postgresql@15-main.service"),
+    (CACHE, "redis-server.service"),
+):
+    UNITS.setdefault(_host, []).append(_unit)
 
 
 def _node(host: str):
@@ -62,6 +70,18 @@ def _postgres_certificate(address: str) -> dict:
             return tls.getpeercert()
 
 
+def _redis_serial(address: str) -> int:
+    """Serial of the certificate Redis's TLS-only port serves, read on the cache host (the
+    firewall opens 6379 to cache and registry hosts only), verified by the internal CA
+    and the address."""
+    out = _node(CACHE).check_output(
+        f"openssl s_client -connect {address}:6379 -CAfile /etc/llmops/tls/ca.crt"
+        f" -verify_return_error -verify_ip {address} </dev/null 2>/dev/null"
+        " | openssl x509 -noout -serial"
+    )
+    return int(out.split("=", 1)[1], 16)
+
+
 def _serial(cert: dict) -> int:
     return int(cert["serialNumber"], 16)
 
@@ -76,8 +96,11 @@ def _controller_pki() -> dict[str, str]:
     }
 
 
-def _main_pids(node) -> dict[str, str]:
-    return {unit: node.check_output(f"systemctl show -p MainPID --value {unit}") for unit in UNITS}
+def _main_pids(host: str) -> dict[str, str]:
+    node = _node(host)
+    return {
+        unit: node.check_output(f"systemctl show -p MainPID --value {unit}") for unit in UNITS[host]
+    }
 
 
 class Load(threading.Thread):
@@ -125,10 +148,11 @@ def test_check_mode_changes_nothing(playbooks):
 
 
 def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks, capsys):
-    lb, db = _address(LB), _address(DB)
+    lb, db, cache = _address(LB), _address(DB), _address(CACHE)
     before_https = _https_certificate(lb)
     before_pg = _postgres_certificate(db)
-    pids = {host: _main_pids(_node(host)) for host in {LB, DB}}
+    before_redis = _redis_serial(cache)
+    pids = {host: _main_pids(host) for host in UNITS}
 
     load = Load(lb)
     load.start()
@@ -154,16 +178,24 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     deadline = time.monotonic() + 15
     while True:
         after_https, after_pg = _https_certificate(lb), _postgres_certificate(db)
-        changed = _serial(after_https) != _serial(before_https)
-        if (changed and _serial(after_pg) != _serial(before_pg)) or time.monotonic() > deadline:
+        after_redis = _redis_serial(cache)
+        changed = (
+            _serial(after_https) != _serial(before_https),
+            _serial(after_pg) != _serial(before_pg),
+            after_redis != before_redis,
+        )
+        if all(changed) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert _serial(after_https) != _serial(before_https)
-    assert _serial(after_pg) != _serial(before_pg)
+    assert changed == (True, True, True), "https, postgresql, redis: new certificate served?"
+    with capsys.disabled():
+        print(f"redis {cache}:6379 served serial {before_redis:X} before, {after_redis:X} after")
     if LB == DB:
         assert _serial(after_pg) == _serial(after_https)
+    if CACHE == LB:
+        assert after_redis == _serial(after_https)
     # Reloaded, not restarted.
-    assert {host: _main_pids(_node(host)) for host in {LB, DB}} == pids
+    assert {host: _main_pids(host) for host in UNITS} == pids
 
     # The expiry metric describes the new certificate: file and node_exporter.
     not_after = int(ssl.cert_time_to_seconds(after_https["notAfter"]))
