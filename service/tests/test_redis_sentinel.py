@@ -7,6 +7,8 @@ registry reaching sentinels and master with rediss:// and that CA."""
 from __future__ import annotations
 
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -55,17 +57,23 @@ def _sentinel(port: int) -> redis.Redis:
     return redis.Redis(port=port, password=SENTINEL_PASSWORD, socket_timeout=2, **_CLIENT_TLS)
 
 
+# The running cluster: its folder (TLS: its own copy of the certificate and key, so a
+# test may rotate them) and its processes (sentinels by port).
+_CLUSTER: dict = {}
+
+
 def _server_tls(port: int) -> list[str]:
     """TLS-only listener on port (the roles' settings), replication over TLS."""
+    folder = _CLUSTER["folder"]
     return [
         "--port",
         "0",
         "--tls-port",
         str(port),
         "--tls-cert-file",
-        str(TLS_DIR / "server.crt"),
+        str(folder / "server.crt"),
         "--tls-key-file",
-        str(TLS_DIR / "server.key"),
+        str(folder / "server.key"),
         "--tls-ca-cert-file",
         str(CA),
         "--tls-auth-clients",
@@ -82,6 +90,11 @@ def sentinel_cluster(request) -> Iterator[bool]:
     if tls:
         _CLIENT_TLS.update(ssl=True, ssl_ca_certs=str(CA), ssl_cert_reqs="required")
     folder = Path(tempfile.mkdtemp(prefix="sr-test-sentinel-"))
+    _CLUSTER.clear()
+    _CLUSTER.update(folder=folder, sentinels={})
+    if tls:
+        for name in ("server.crt", "server.key"):
+            shutil.copy(TLS_DIR / name, folder / name)
     processes: list[subprocess.Popen] = []
     acl = ["--user", "default", "off", "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all"]
     try:
@@ -95,8 +108,8 @@ def sentinel_cluster(request) -> Iterator[bool]:
         for port in SENTINELS:
             conf = folder / f"sentinel-{port}.conf"
             listener = (
-                f"port 0\ntls-port {port}\ntls-cert-file {TLS_DIR / 'server.crt'}\n"
-                f"tls-key-file {TLS_DIR / 'server.key'}\ntls-ca-cert-file {CA}\n"
+                f"port 0\ntls-port {port}\ntls-cert-file {folder / 'server.crt'}\n"
+                f"tls-key-file {folder / 'server.key'}\ntls-ca-cert-file {CA}\n"
                 "tls-auth-clients no\ntls-replication yes\n"
                 if tls
                 else f"port {port}\n"
@@ -112,6 +125,7 @@ def sentinel_cluster(request) -> Iterator[bool]:
             processes.append(
                 subprocess.Popen(["redis-sentinel", str(conf)], stdout=subprocess.DEVNULL)
             )
+            _CLUSTER["sentinels"][port] = len(processes) - 1
             _wait_port(port, SENTINEL_PASSWORD)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -127,6 +141,7 @@ def sentinel_cluster(request) -> Iterator[bool]:
                 redis.Redis(port=MASTER, socket_timeout=1).ping()
             replication = _data(REPLICA).info("replication")
             assert replication["master_link_status"] == "up", replication
+        _CLUSTER["processes"] = processes
         yield tls
     finally:
         for process in processes:
@@ -253,4 +268,113 @@ def test_sentinel_over_tls_refuses_a_wrong_ca(sentinel_cluster, migrated_db, tmp
         with httpx.Client(base_url=server.url, timeout=10) as http:
             assert http.get("/health").json()["components"]["redis"]["status"] == "down"
     finally:
+        server.stop()
+
+
+def _served_serial(port: int) -> str:
+    context = ssl.create_default_context(cafile=str(CA))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return tls.getpeercert()["serialNumber"]
+
+
+@pytest.mark.parametrize("sentinel_cluster", ["tls"], indirect=True)
+def test_tls_certificate_rotation_under_reads_fails_nothing(
+    sentinel_cluster, migrated_db, tmp_path
+):
+    """What role pki does after a new certificate: Redis reloads it (CONFIG SET
+    tls-cert-file: a new TLS context, same process), the Sentinels, which cannot, are
+    restarted one at a time. The registry reads through Sentinel meanwhile: none fails."""
+    folder, processes = _CLUSTER["folder"], _CLUSTER["processes"]
+    config = write_config(
+        tmp_path,
+        migrated_db,
+        f"rediss://{USER}:{PASSWORD}@127.0.0.1:56398/0",
+        redis={
+            "sentinels": [f"127.0.0.1:{port}" for port in SENTINELS],
+            "sentinel_password": SENTINEL_PASSWORD,
+            "tls_ca_file": str(CA),
+        },
+        cache={"local_ttl_seconds": 0},
+    )
+    server = Server(config).start()
+    reader = None
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            first = _register(http, "llm.sentinel.rotation")
+            reader = Reader(server.url, [first])
+            reader.start()
+            time.sleep(1.0)
+            before = {port: _served_serial(port) for port in (MASTER, REPLICA, *SENTINELS)}
+            pids = {port: _data(port).info("server")["process_id"] for port in (MASTER, REPLICA)}
+            # A new key and certificate from the same test CA, written over the old files.
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    str(folder / "new.key"),
+                    "-out",
+                    str(folder / "new.csr"),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                [
+                    "openssl",
+                    "x509",
+                    "-req",
+                    "-in",
+                    str(folder / "new.csr"),
+                    "-CA",
+                    str(CA),
+                    "-CAkey",
+                    str(TLS_DIR / "ca.key"),
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    str(TLS_DIR / "server.ext"),
+                    "-out",
+                    str(folder / "new.crt"),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            shutil.copy(folder / "new.crt", folder / "server.crt")
+            shutil.copy(folder / "new.key", folder / "server.key")
+            for port in (MASTER, REPLICA):
+                assert _data(port).config_set("tls-cert-file", str(folder / "server.crt"))
+            for port, index in _CLUSTER["sentinels"].items():
+                processes[index].terminate()
+                processes[index].wait(timeout=10)
+                processes[index] = subprocess.Popen(
+                    ["redis-sentinel", str(folder / f"sentinel-{port}.conf")],
+                    stdout=subprocess.DEVNULL,
+                )
+                _wait_port(port, SENTINEL_PASSWORD)
+            time.sleep(2.0)
+            reader.stop.set()
+            reader.join(timeout=30)
+            after = {port: _served_serial(port) for port in before}
+            assert all(after[port] != before[port] for port in before), (before, after)
+            assert {
+                port: _data(port).info("server")["process_id"] for port in (MASTER, REPLICA)
+            } == pids
+            assert _data(REPLICA).info("replication")["master_link_status"] == "up"
+            print(f"\nTLS rotation: {reader.ok} reads ok, {len(reader.failed)} failed")
+            assert not reader.failed, reader.failed[:5]
+            assert reader.ok > 0
+            assert http.get("/health").json()["components"]["redis"]["status"] == "up"
+    finally:
+        if reader is not None:
+            reader.stop.set()
         server.stop()
