@@ -80,11 +80,14 @@ def db_writer(dsn: str, log: Log, stop: threading.Event, interval: float) -> Non
         time.sleep(interval)
 
 
-def schema_status(lb: str, key: str, schema_id: str, cafile: str) -> int:
-    """HTTP status of GET /api/v1/schemas/<id> through the load balancer (0: no answer)."""
+def lb_status(lb: str, key: str, cafile: str, path: str, body: dict | None = None) -> int:
+    """HTTP status of one API call through the load balancer (0: no answer); a body
+    makes it a POST."""
     request = urllib.request.Request(
-        f"https://{lb}:8443/api/v1/schemas/{schema_id}",
-        headers={"Authorization": f"Bearer {key}"},
+        f"https://{lb}:8443{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     context = ssl.create_default_context(cafile=cafile)
     try:
@@ -94,6 +97,11 @@ def schema_status(lb: str, key: str, schema_id: str, cafile: str) -> int:
         return error.code
     except OSError:
         return 0
+
+
+def schema_status(lb: str, key: str, schema_id: str, cafile: str) -> int:
+    """HTTP status of GET /api/v1/schemas/<id> through the load balancer (0: no answer)."""
+    return lb_status(lb, key, cafile, f"/api/v1/schemas/{schema_id}")
 
 
 def patroni_role(address: str) -> str:

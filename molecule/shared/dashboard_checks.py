@@ -13,9 +13,11 @@ import importlib.util
 import json
 import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab_http import lab_cafile
+from monitoring_web import USER, web_password, web_request
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = REPO / "roles/grafana/files/dashboards"
@@ -72,12 +74,15 @@ def dashboard_uids() -> set[str]:
 
 
 def prometheus_api(base_url: str, path: str, **params: str) -> dict:
-    """GET one Prometheus HTTP API path; fails unless Prometheus says success."""
+    """GET one Prometheus HTTP API path (https, the monitoring stack's user); fails
+    unless Prometheus says success."""
     url = f"{base_url}{path}"
     if params:
         url += "?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - lab address
-        body = json.load(response)
+    status, raw = web_request("GET", url)
+    if status != 200:
+        raise AssertionError(f"Prometheus answered HTTP {status} {raw[:300]!r} to {url}")
+    body = json.loads(raw)
     if body.get("status") != "success":
         raise AssertionError(f"Prometheus answered {body} to {url}")
     return body["data"]
@@ -126,7 +131,8 @@ def push_sample_benchmark_runs(pushgateway_url: str, pause_s: float) -> None:
     """Two pushes of a benchmark run through the benchmark module's own exposition
     (9 successes, 1 incomplete stream), pause_s apart (longer than a scrape interval),
     the counters growing in between, so rate() over the pushed series has samples.
-    Stands in for a scheduled run: the lab has no LLM endpoint to measure."""
+    Stands in for a scheduled run: the lab has no LLM endpoint to measure. Pushes over
+    https with the lab's CA and the monitoring stack's user, as a bench host does."""
     prom = _bench_prom()
     labels = {"provider": "molecule", "model": "sample-model", "endpoint": "http://sample"}
     success = {"error_type": None, "ttft_s": 0.2, "tpot_s": 0.02}
@@ -153,6 +159,12 @@ def push_sample_benchmark_runs(pushgateway_url: str, pause_s: float) -> None:
         prom.accumulate(state, {"requests": requests}, labels)
         text = prom.exposition(state, summary, labels)
         prom.push(
-            pushgateway_url, "llm_benchmark", {"instance": "molecule", "endpoint": "sample"}, text
+            pushgateway_url,
+            "llm_benchmark",
+            {"instance": "molecule", "endpoint": "sample"},
+            text,
+            ca_file=lab_cafile(),
+            username=USER,
+            password=web_password(),
         )
         time.sleep(pause_s)

@@ -176,7 +176,7 @@ options:
     description: File name stem of the result files.
     type: str
   pushgateway_url:
-    description: Push the metrics to this Pushgateway (C(http://host:9091)).
+    description: Push the metrics to this Pushgateway (C(https://host:9091)).
     type: str
   pushgateway_job:
     description: Pushgateway job name.
@@ -184,6 +184,15 @@ options:
     default: llm_benchmark
   pushgateway_instance:
     description: Pushgateway C(instance) grouping label; default the host name(s).
+    type: str
+  pushgateway_ca_file:
+    description: CA bundle to verify an https Pushgateway with (default the system's).
+    type: path
+  pushgateway_username:
+    description: Basic auth user for the Pushgateway (with I(pushgateway_password)).
+    type: str
+  pushgateway_password:
+    description: Basic auth password for the Pushgateway. Hidden from logs.
     type: str
   textfile_path:
     description: Write the metrics atomically to this C(.prom) file for node_exporter.
@@ -260,7 +269,10 @@ EXAMPLES = r"""
       ttft_s: 0.5
       tpot_s: 0.05
     output_dir: /var/lib/llm-bench/results
-    pushgateway_url: http://monitor-1:9091
+    pushgateway_url: https://monitor-1:9091
+    pushgateway_ca_file: /etc/llmops/tls/ca.crt
+    pushgateway_username: monitoring
+    pushgateway_password: "{{ vault_monitoring_web_password }}"
     provider: vllm
     endpoint: gpu-east
   register: bench
@@ -396,6 +408,9 @@ ARGUMENT_SPEC = {
     "pushgateway_url": {"type": "str"},
     "pushgateway_job": {"type": "str", "default": "llm_benchmark"},
     "pushgateway_instance": {"type": "str"},
+    "pushgateway_ca_file": {"type": "path"},
+    "pushgateway_username": {"type": "str"},
+    "pushgateway_password": {"type": "str", "no_log": True},
     "textfile_path": {"type": "path"},
     "state_file": {"type": "path"},
     "return_samples": {"type": "bool", "default": False},

@@ -39,7 +39,11 @@ RENDER_PLAYBOOK = """
     - name: Role defaults and internal vars
       ansible.builtin.include_vars:
         file: "{{{{ item }}}}"
-      loop: ["{role}/defaults/main.yml", "{role}/vars/main.yml"]
+      loop:
+        - "{role}/defaults/main.yml"
+        - "{role}/vars/main.yml"
+        - "{role}/../monitoring_web/defaults/main.yml"
+        - "{role}/../monitoring_web/vars/main.yml"
     - name: Datasource and dashboard provider
       ansible.builtin.template:
         src: "{role}/templates/{{{{ item }}}}.j2"
@@ -121,7 +125,13 @@ def test_rendered_datasource_has_the_uid_every_dashboard_refers_to(rendered: Pat
     (datasource,) = provisioning["datasources"]
     assert datasource["uid"] == TEST_UID
     assert datasource["type"] == "prometheus"
-    assert datasource["url"] == "http://192.0.2.10:9090"
+    assert datasource["url"] == "https://192.0.2.10:9090"
+    # The monitoring stack's login and CA (role monitoring_web); Grafana reads the CA file.
+    assert datasource["basicAuth"] is True
+    assert datasource["basicAuthUser"] == "monitoring"
+    assert datasource["jsonData"]["tlsAuthWithCACert"] is True
+    assert datasource["secureJsonData"]["tlsCACert"] == "$__file{/etc/llmops/tls/ca.crt}"
+    assert "basicAuthPassword" in datasource["secureJsonData"]
     for path in DASHBOARD_FILES:
         board = json.loads((rendered / path.name).read_text())
         refs = [p["datasource"] for p in board["panels"]]
@@ -195,7 +205,9 @@ def run_grafana_preflight(tmp_path: Path, password: str) -> subprocess.Completed
     playbook = tmp_path / "preflight.yml"
     playbook.write_text(PREFLIGHT_PLAYBOOK.format(role=ROLE))
     binary = shutil.which("ansible-playbook") or str(REPO / ".venv/bin/ansible-playbook")
-    extra = json.dumps({"grafana_admin_password": password})
+    extra = json.dumps(
+        {"grafana_admin_password": password, "monitoring_web_password": "a-web-Secret-for-the-test"}
+    )
     return subprocess.run(
         [binary, "-i", "localhost,", "-e", extra, str(playbook)],
         cwd=REPO,

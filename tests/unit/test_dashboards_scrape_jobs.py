@@ -36,7 +36,11 @@ PLAYBOOK = """
     - name: Role defaults and internal vars
       ansible.builtin.include_vars:
         file: "{{{{ item }}}}"
-      loop: ["{role}/defaults/main.yml", "{role}/vars/main.yml"]
+      loop:
+        - "{role}/defaults/main.yml"
+        - "{role}/vars/main.yml"
+        - "{role}/../monitoring_web/defaults/main.yml"
+        - "{role}/../monitoring_web/vars/main.yml"
     - name: Render
       ansible.builtin.template:
         src: "{role}/templates/prometheus.yml.j2"
@@ -113,3 +117,29 @@ def test_data_store_lb_and_monitoring_jobs(config: dict) -> None:
 def test_alerts_go_to_the_monitoring_hosts_alertmanager(config: dict) -> None:
     (manager,) = config["alerting"]["alertmanagers"]
     assert manager["static_configs"][0]["targets"] == ["192.0.2.41:9093"]
+
+
+WEB_JOBS = ("prometheus", "alertmanager", "pushgateway", "node", "postgres")
+CA = "/etc/llmops/tls/ca.crt"
+PASSWORD_FILE = "/etc/prometheus/monitoring-web.password"  # noqa: S105 - a path
+
+
+def test_the_monitoring_stack_is_scraped_over_https_with_the_login(config: dict) -> None:
+    """Role monitoring_web: https checked against the CA (no skip), basic auth with the
+    password in a file (never in prometheus.yml); redis_exporter by client certificate."""
+    jobs = {s["job_name"]: s for s in config["scrape_configs"]}
+    for name in WEB_JOBS:
+        job = jobs[name]
+        assert job["scheme"] == "https", name
+        assert job["tls_config"] == {"ca_file": CA, "min_version": "TLS12"}, name
+        assert job["basic_auth"] == {"username": "monitoring", "password_file": PASSWORD_FILE}
+    redis = jobs["redis"]
+    assert redis["scheme"] == "https"
+    assert redis["tls_config"]["ca_file"] == CA
+    assert redis["tls_config"]["cert_file"] == "/etc/llmops/tls/server.crt"
+    assert redis["tls_config"]["key_file"] == "/etc/llmops/tls/server.key"
+    assert "basic_auth" not in redis
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert manager["scheme"] == "https"
+    assert manager["basic_auth"]["password_file"] == PASSWORD_FILE
+    assert "insecure_skip_verify" not in str(config)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,7 +67,13 @@ def test_ansible_doc_renders_the_module():
 
 def write_inventory(tmp_path: Path, extra: dict) -> Path:
     # Host vars: above playbooks/group_vars/all (the wiring of the Pushgateway URL).
-    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **extra}
+    host = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        # The Pushgateway's login (role monitoring_web), wired like an inventory's vault.
+        "vault_monitoring_web_password": "unit-test-web-password",
+        **extra,
+    }
     inventory = {"all": {"children": {"bench": {"hosts": {"bench-a": host, "bench-b": host}}}}}
     path = tmp_path / "inventory.json"
     path.write_text(json.dumps(inventory))
@@ -94,12 +99,16 @@ def test_check_mode_sends_nothing_and_returns_the_plan(tmp_path):
     assert "sk-hidden" not in done.stdout
 
 
-def test_playbook_merges_two_hosts_and_pushes_once(tmp_path, pushgateway):
+def test_playbook_merges_two_hosts_and_pushes_once(tmp_path, secured_pushgateway):
+    """Against a real Pushgateway behind TLS and basic auth, as deploy.yml sets it up."""
+    gw = secured_pushgateway
     with running("--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "5") as url:
         inventory = write_inventory(
             tmp_path,
             {
-                "benchmark_schedule_pushgateway_url": pushgateway,
+                "benchmark_schedule_pushgateway_url": gw.url,
+                "vault_monitoring_web_password": gw.password,
+                "monitoring_web_ca_file": gw.ca_file,
                 "benchmark_output_dir": str(tmp_path / "out"),
                 "benchmark_schedule_defaults": {
                     "prompts": ["hi"],
@@ -128,8 +137,7 @@ def test_playbook_merges_two_hosts_and_pushes_once(tmp_path, pushgateway):
     assert (summary["requests"], summary["succeeded"]) == (8, 8)
     assert summary["output_tokens"] == 40
     assert "sk-hidden" not in done.stdout
-    with urllib.request.urlopen(pushgateway + "/metrics", timeout=5) as response:  # noqa: S310 - our own gateway
-        body = response.read().decode()
+    body = gw.get("/metrics")
     assert (
         'llm_requests_total{endpoint="mock",instance="bench-a,bench-b",'
         'job="llm_benchmark",model="mock-model",provider="mock",status="success"} 8'

@@ -347,6 +347,50 @@ def test_push_failure_names_the_status(pushgateway):
         prom.push(pushgateway, "llm_benchmark", {"instance": "x"}, "this is not metrics\n")
 
 
+def test_push_over_https_with_the_ca_and_login(secured_pushgateway):
+    gw = secured_pushgateway
+    text = exposition_for(sample_run())
+    where = prom.push(
+        gw.url,
+        "llm_benchmark",
+        {"instance": "b1"},
+        text,
+        ca_file=gw.ca_file,
+        username=gw.user,
+        password=gw.password,
+    )
+    assert where.startswith(gw.url + "/metrics/job/llm_benchmark/instance/b1")
+    assert 'instance="b1"' in gw.get("/metrics")
+
+
+@pytest.mark.parametrize("password", [None, "not-the-password"])
+def test_push_without_the_login_is_refused(secured_pushgateway, password):
+    gw = secured_pushgateway
+    with pytest.raises(RuntimeError, match="HTTP 401"):
+        prom.push(
+            gw.url,
+            "llm_benchmark",
+            {"instance": "b1"},
+            "x 1\n",
+            ca_file=gw.ca_file,
+            username=gw.user if password else None,
+            password=password,
+        )
+
+
+def test_push_without_the_ca_is_refused(secured_pushgateway):
+    gw = secured_pushgateway
+    with pytest.raises(RuntimeError, match="CERTIFICATE_VERIFY_FAILED"):
+        prom.push(
+            gw.url,
+            "llm_benchmark",
+            {"instance": "b1"},
+            "x 1\n",
+            username=gw.user,
+            password=gw.password,
+        )
+
+
 def test_result_files_json_csv_and_self_contained_html(tmp_path):
     run = sample_run()
     summary = stats.summarize(run)

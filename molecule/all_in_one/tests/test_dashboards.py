@@ -63,7 +63,7 @@ def registry_traffic(lb_url: str, key: str) -> None:
 
 
 def test_every_panel_query_of_every_dashboard_returns_data() -> None:
-    prometheus_url = f"http://{address('monitoring')}:9090"
+    prometheus_url = f"https://{address('monitoring')}:9090"
     db_host = RUNNER.get_hosts("db")[0]
     db = testinfra.get_host(f"ansible://{db_host}?ansible_inventory={RUNNER.inventory_file}")
     with db.sudo():
@@ -71,7 +71,7 @@ def test_every_panel_query_of_every_dashboard_returns_data() -> None:
     registry_host = RUNNER.get_hosts("registry")[0]
     key = RUNNER.get_variables(registry_host)["vault_registry_api_keys"][0]["key"]
     registry_traffic(f"https://{address('lb')}:8443", key)
-    push_sample_benchmark_runs(f"http://{address('monitoring')}:9091", PUSH_PAUSE_S)
+    push_sample_benchmark_runs(f"https://{address('monitoring')}:9091", PUSH_PAUSE_S)
     wait_for(
         lambda: query_result(prometheus_url, "postgresql_backup_last_success_timestamp_seconds"),
         90,

@@ -23,12 +23,16 @@ import pytest
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from monitoring_web import metrics_on
+
 from playbooks import Playbooks
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 DROP_IN = "llmops-hardening.conf"
 
-# unit, group whose hosts run it, our drop-in?, stock exposure (Debian 12), target
+# unit, group whose hosts run it, our drop-in?, stock exposure (Debian 12), target.
+# The monitoring stack's daemons read the TLS key through group ssl-cert, which a
+# private user namespace drops: PrivateUsers=no costs them 0.1 (role monitoring_web).
 UNITS = [
     ("postgresql@15-main.service", "db", True, 9.6, 1.4),
     ("redis-server.service", "cache", True, 1.1, 1.1),
@@ -36,7 +40,7 @@ UNITS = [
     ("prometheus.service", "monitoring", True, 3.9, 1.2),
     ("prometheus-alertmanager.service", "monitoring", True, 9.2, 1.2),
     ("prometheus-pushgateway.service", "monitoring", True, 9.2, 1.2),
-    ("prometheus-node-exporter.service", "all", True, 9.2, 1.4),
+    ("prometheus-node-exporter.service", "all", True, 9.2, 1.5),
     ("prometheus-postgres-exporter.service", "db", True, 9.2, 1.2),
     ("prometheus-redis-exporter.service", "cache", True, 9.2, 1.2),
     # The registry's own units (hardened in their unit files).
@@ -87,7 +91,7 @@ def test_node_exporter_reports_the_hosts_mounts_not_its_own(host):
     node = _node(host)
     mounts = [line.split() for line in node.check_output("cat /proc/1/mounts").splitlines()]
     writable = {fields[1] for fields in mounts if "rw" in fields[3].split(",")}
-    metrics = node.check_output("curl -s http://127.0.0.1:9100/metrics")
+    metrics = metrics_on(node, RUNNER.get_variables(host)["ansible_host"], 9100)
     pattern = r'^node_filesystem_readonly\{[^}]*mountpoint="([^"]+)"[^}]*\} (\d)$'
     found = re.findall(pattern, metrics, re.M)
     seen = [mount for mount, _flag in found]
@@ -102,7 +106,7 @@ def test_hardened_go_daemons_keep_their_process_metrics(host):
     groups = RUNNER.get_variables(host)["group_names"]
     ports = [9100] + [port for group in groups for port in EXPORTERS.get(group, [])]
     for port in ports:
-        metrics = node.check_output(f"curl -s http://127.0.0.1:{port}/metrics")
+        metrics = metrics_on(node, RUNNER.get_variables(host)["ansible_host"], port)
         assert re.search(r"^process_start_time_seconds \S+$", metrics, re.M), port
 
 

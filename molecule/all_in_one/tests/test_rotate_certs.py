@@ -4,7 +4,9 @@ TLS only) serve while
 a client sends https requests to the registry without a pause, and not one of them
 fails. The consumers are reloaded, not restarted (same main PIDs), the expiry metric
 describes the new certificate (on the host and from node_exporter), and --check first
-changes nothing."""
+changes nothing. The monitoring stack's listeners (role monitoring_web) serve the new
+certificate too, with no reload or restart at all (they read the files on every
+handshake), and Prometheus still scrapes every one of them."""
 
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ import pytest
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from dashboard_checks import prometheus_api
 from lab_http import lab_cafile, lab_tls_context
+from monitoring_web import LISTENERS, metrics_on, probe_on
 
 from playbooks import Playbooks
 
@@ -40,6 +44,15 @@ for _host, _unit in (
     (CACHE, "redis-server.service"),
 ):
     UNITS.setdefault(_host, []).append(_unit)
+MONITORING = RUNNER.get_hosts("monitoring")[0]
+MONITORING_UNITS = [
+    "prometheus.service",
+    "prometheus-alertmanager.service",
+    "prometheus-pushgateway.service",
+    "prometheus-node-exporter.service",
+    "prometheus-postgres-exporter.service",
+    "prometheus-redis-exporter.service",
+]
 
 
 def _node(host: str):
@@ -96,11 +109,25 @@ def _controller_pki() -> dict[str, str]:
     }
 
 
-def _main_pids(host: str) -> dict[str, str]:
+def _main_pids(host: str, units: list[str] | None = None) -> dict[str, str]:
     node = _node(host)
     return {
-        unit: node.check_output(f"systemctl show -p MainPID --value {unit}") for unit in UNITS[host]
+        unit: node.check_output(f"systemctl show -p MainPID --value {unit}")
+        for unit in (units or UNITS[host])
     }
+
+
+def _monitoring_serials() -> dict[int, int]:
+    """Port -> serial of the certificate each monitoring listener of the (one) host
+    serves, read on the monitoring host with its client certificate."""
+    node = _node(MONITORING)
+    address = _address(MONITORING)
+    serials = {}
+    for _name, port, _group, _cert in LISTENERS:
+        answer = probe_on(node, f"https://{address}:{port}/", client_cert=True, password=None)
+        assert answer["serial"], (port, answer)
+        serials[port] = int(answer["serial"], 16)
+    return serials
 
 
 class Load(threading.Thread):
@@ -147,12 +174,33 @@ def test_check_mode_changes_nothing(playbooks):
     assert _serial(_https_certificate(_address(LB))) == served
 
 
+def _served_after_rotation(lb: str, db: str, cache: str, before: tuple) -> tuple:
+    """HAProxy's certificate, PostgreSQL's and Redis's serials once all three changed. The
+    reloads are asynchronous (a signal): the new files are served within seconds."""
+    deadline = time.monotonic() + 15
+    while True:
+        after_https, after_pg = _https_certificate(lb), _postgres_serial(db)
+        after_redis = _redis_serial(cache)
+        changed = tuple(
+            a != b
+            for a, b in zip((_serial(after_https), after_pg, after_redis), before, strict=True)
+        )
+        if all(changed) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert changed == (True, True, True), "https, postgresql, redis: new certificate served?"
+    return after_https, after_pg, after_redis
+
+
 def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks, capsys):
     lb, db, cache = _address(LB), _address(DB), _address(CACHE)
     before_https = _https_certificate(lb)
     before_pg = _postgres_serial(db)
     before_redis = _redis_serial(cache)
     pids = {host: _main_pids(host) for host in UNITS}
+    monitoring_pids = _main_pids(MONITORING, MONITORING_UNITS)
+    before_monitoring = _monitoring_serials()
+    assert set(before_monitoring.values()) == {_serial(before_https)}
 
     load = Load(lb)
     load.start()
@@ -174,20 +222,9 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     assert load.sent > 0
     assert load.failed == [], load.failed[:10]
 
-    # The reloads are asynchronous (a signal): the new files are served within seconds.
-    deadline = time.monotonic() + 15
-    while True:
-        after_https, after_pg = _https_certificate(lb), _postgres_serial(db)
-        after_redis = _redis_serial(cache)
-        changed = (
-            _serial(after_https) != _serial(before_https),
-            after_pg != before_pg,
-            after_redis != before_redis,
-        )
-        if all(changed) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert changed == (True, True, True), "https, postgresql, redis: new certificate served?"
+    after_https, after_pg, after_redis = _served_after_rotation(
+        lb, db, cache, (_serial(before_https), before_pg, before_redis)
+    )
     with capsys.disabled():
         print(f"redis {cache}:6379 served serial {before_redis:X} before, {after_redis:X} after")
     if LB == DB:
@@ -196,6 +233,8 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
         assert after_redis == _serial(after_https)
     # Reloaded, not restarted.
     assert {host: _main_pids(host) for host in UNITS} == pids
+
+    _check_monitoring_listeners(before_monitoring, _serial(after_https), monitoring_pids, capsys)
 
     # The expiry metric describes the new certificate: file and node_exporter.
     not_after = int(ssl.cert_time_to_seconds(after_https["notAfter"]))
@@ -218,11 +257,27 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
         + r'\{path="/etc/llmops/tls/server\.crt",serial="0*'
         + served_serial
         + r'",subject="[^"]*"\} (\S+)$',
-        node.check_output("curl -sf http://127.0.0.1:9100/metrics"),
+        metrics_on(node, _address(LB), 9100),
         re.MULTILINE,
     )
     assert exported, "node_exporter does not export the new certificate's expiry"
     assert float(exported[1]) == not_after
+
+
+def _check_monitoring_listeners(before: dict[int, int], new: int, pids: dict, capsys) -> None:
+    """The monitoring listeners serve the new certificate without a reload or restart,
+    and Prometheus keeps scraping them (its client certificate for redis_exporter too)."""
+    after = _monitoring_serials()
+    with capsys.disabled():
+        print(
+            f"monitoring listeners' serials: before {sorted(set(before.values()))}, "
+            f"after {sorted(set(after.values()))}"
+        )
+    assert set(after.values()) == {new}, after
+    assert _main_pids(MONITORING, MONITORING_UNITS) == pids
+    time.sleep(20)  # more than a scrape interval after the rotation
+    targets = prometheus_api(f"https://{_address(MONITORING)}:9090", "/api/v1/targets")
+    assert [t["scrapeUrl"] for t in targets["activeTargets"] if t["health"] != "up"] == []
 
 
 def test_expiry_metric_writer_is_hardened_and_scheduled(capsys):

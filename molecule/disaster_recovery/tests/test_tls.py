@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from lab_http import lab_cafile, lab_tls_context
+from monitoring_web import metrics_on
 
 testinfra_hosts = ["app1"]
 
@@ -217,13 +218,12 @@ def test_postgresql_takes_the_registry_over_verified_tls(host, addresses, group_
     assert "does not match host name" in out
 
 
-def test_registry_and_exporter_use_verify_full(host, lab_host):
+def test_registry_and_exporter_use_verify_full(host, lab_host, addresses):
     config = host.check_output("sudo cat /etc/schema-registry/config.yml")
     assert f"sslmode=verify-full&sslrootcert={CA_ON_HOSTS}" in config
     db1 = lab_host("db1")
     exporter = db1.check_output("sudo cat /etc/default/prometheus-postgres-exporter")
     assert f"sslmode=verify-full&sslrootcert={CA_ON_HOSTS}" in exporter
-    metrics = db1.check_output(
-        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9187/metrics').read().decode())\""
-    )
+    # Its own listener is https with the monitoring stack's login (role monitoring_web).
+    metrics = metrics_on(db1, addresses["db1"], 9187)
     assert "\npg_up 1" in metrics

@@ -1,6 +1,7 @@
 """pgBackRest on the Patroni cluster: WAL archiving and replica creation through Patroni's
 DCS configuration, backups from whichever member is the primary (also after a
-switchover), replicas re-initialised from the repository, restore.yml refused."""
+switchover), replicas re-initialised from the repository, and the whole cluster restored to a
+point in time by restore.yml."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 testinfra_hosts = ["backup1"]
@@ -16,6 +18,7 @@ WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "h
 GROWN = str(Path(__file__).resolve().parents[1] / "inventory" / "grown.yml")
 MEMBERS = ["db1", "db2", "db3"]
 READY = "/var/lib/postgresql/15/main/pg_wal/archive_status"
+CONFIRM = "confirm_restore=yes"
 
 
 def api(address: str, path: str) -> dict:
@@ -134,12 +137,87 @@ def test_the_benchmark_made_one_replica_from_the_repository_and_one_by_basebacku
     assert bench["full_backup"]["type"] == "full"
 
 
-def test_restore_is_refused_on_a_cluster_with_the_steps(playbooks, addresses):
-    before = leader(addresses)
-    run = playbooks.run("-i", GROWN, "playbooks/restore.yml", "-e", "confirm_restore=yes")
+def test_restore_without_confirmation_shows_the_cluster_plan_and_changes_nothing(
+    playbooks, addresses
+):
+    before = members(addresses)
+    run = playbooks.run("-i", GROWN, "playbooks/restore.yml")
     assert run.returncode != 0
     output = " ".join((run.stdout + run.stderr).split())
-    assert "a Patroni cluster" in output
-    assert "patronictl reinit" in output
-    assert "Nothing was changed" in output
-    assert leader(addresses) == before
+    assert "Would restore db1" in output
+    assert "founds the cluster again from the restored data" in output
+    assert "Add -e confirm_restore=yes to restore. Nothing was changed." in output
+    after = members(addresses)
+    assert {n: (m["role"], m["timeline"]) for n, m in after.items()} == {
+        n: (m["role"], m["timeline"]) for n, m in before.items()
+    }
+
+
+def test_a_cluster_restore_to_a_time_in_the_future_is_refused(playbooks, addresses):
+    before = members(addresses)
+    future = "restore_target_time=2099-01-01T00:00:00+00:00"
+    run = playbooks.run("-i", GROWN, "playbooks/restore.yml", "-e", future, "-e", CONFIRM)
+    assert run.returncode != 0
+    assert "outside what the repository can restore" in " ".join((run.stdout + run.stderr).split())
+    states = {n: m["state"] for n, m in members(addresses).items()}
+    assert states == {n: m["state"] for n, m in before.items()}
+
+
+def _archived(db, segment: str) -> bool:
+    archived = sql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+    return archived.strip() >= segment
+
+
+def test_a_point_in_time_restore_of_the_cluster_keeps_every_row_before_the_target_and_none_after(
+    host, lab_host, addresses, playbooks
+):
+    """Destructive, so the last test: rows acknowledged before T and after T, restore.yml to T
+    onto the cluster, then the rows, the members, the new timeline and the registry."""
+    before = members(addresses)
+    primary = lab_host(leader(addresses))
+    sql(primary, "DROP TABLE IF EXISTS pitr_rows")
+    sql(primary, "CREATE TABLE pitr_rows (id int PRIMARY KEY, batch int NOT NULL)")
+    sql(primary, "INSERT INTO pitr_rows SELECT g, 1 FROM generate_series(1, 500) g")
+    target = datetime.fromtimestamp(
+        float(sql(primary, "SELECT extract(epoch FROM clock_timestamp())")), tz=UTC
+    ).isoformat(timespec="milliseconds")
+    time.sleep(2)
+    sql(primary, "INSERT INTO pitr_rows SELECT g, 2 FROM generate_series(501, 800) g")
+    segment = sql(primary, "SELECT pg_walfile_name(pg_switch_wal())").strip()
+    deadline = time.time() + 120
+    while not _archived(primary, segment) and time.time() < deadline:
+        time.sleep(1)
+    assert _archived(primary, segment), f"{segment} was not archived"
+
+    since = int(host.check_output("date +%s")) - 1
+    started = time.time()
+    to_target = f"restore_target_time={target}"
+    run = playbooks.run("-i", GROWN, "playbooks/restore.yml", "-e", to_target, "-e", CONFIRM)
+    took = time.time() - started
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+
+    after = members(addresses)
+    assert after["db1"]["role"] == "leader"
+    assert sorted(after) == MEMBERS
+    assert all(m["state"] in ("running", "streaming") for m in after.values()), after
+    assert all(m.get("lag") == 0 for n, m in after.items() if m["role"] != "leader"), after
+    assert after["db1"]["timeline"] > max(m["timeline"] for m in before.values())
+    for name in MEMBERS:
+        db = lab_host(name)
+        batches = sql(db, "SELECT count(*) FILTER (WHERE batch = 1), count(*) - 500 FROM pitr_rows")
+        assert batches.strip() == "500|0", name
+        assert sql(db, "SELECT count(*) FROM growth_rows").strip() == "5000", name
+    for name in ("db2", "db3"):
+        journal = f"sudo journalctl -u patroni --since @{since} --no-pager -o cat"
+        log = lab_host(name).check_output(journal)
+        assert "replica has been created using pgbackrest" in log, log[-3000:]
+    # The DCS configuration survived: the restored cluster archives and backs up as before.
+    assert api(addresses["db1"], "/config")["postgresql"]["parameters"]["archive_mode"] == "on"
+    assert pgbackrest(host, "check").rc == 0
+    assert info(host)["backup"][-1]["type"] == "full"
+    ready = lab_host("registry1").run(
+        "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8081/ready"
+    )
+    assert ready.stdout == "200"
+    timeline = after["db1"]["timeline"]
+    print(f"cluster restored to {target} in {took:.1f} s (3 members, new timeline {timeline})")

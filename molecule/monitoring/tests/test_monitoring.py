@@ -1,7 +1,8 @@
-"""The monitoring stack end to end on lab hosts: every target up, the rules loaded,
-RedisDown delivered through Alertmanager (both the on-call and the team route) and
-resolved, and every Grafana dashboard query but the registry one (no registry host here)
-returning data from this Prometheus."""
+"""The monitoring stack end to end on lab hosts: every listener behind TLS and a login
+(refused without credentials, with a wrong password and over plain http), every target
+up over https, the rules loaded, RedisDown delivered through Alertmanager (both the
+on-call and the team route) and resolved, and every Grafana dashboard query but the
+registry one (no registry host here) returning data from this Prometheus."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dashboard_checks import (
     queries_without_data,
     wait_for,
 )
+from monitoring_web import WEB_JOBS, WRONG_PASSWORD, listeners, refusals, web_request
 
 testinfra_hosts = ["monitoring"]
 
@@ -50,7 +52,7 @@ def other_host(name: str) -> testinfra.host.Host:
 
 
 def prometheus_url() -> str:
-    return f"http://{instances()['mon1']}:9090"
+    return f"https://{instances()['mon1']}:9090"
 
 
 def prometheus(path: str, **params: str) -> dict:
@@ -83,6 +85,11 @@ def test_every_prometheus_target_is_up() -> None:
 
     targets, _unused = wait_for(lambda: all_up() or None, 90, "every target up")
     assert {t["labels"]["job"] for t in targets} == expected_jobs()
+    # The monitoring stack's own listeners are scraped over https (CA, login).
+    plain = [t["scrapeUrl"] for t in targets if t["labels"]["job"] in WEB_JOBS]
+    assert plain and all(url.startswith("https://") for url in plain), plain
+    alertmanagers = prometheus("/api/v1/alertmanagers")["activeAlertmanagers"]
+    assert alertmanagers and all(a["url"].startswith("https://") for a in alertmanagers)
     # node exporter on every host of the inventory
     nodes = {t["labels"]["host"] for t in targets if t["labels"]["job"] == "node"}
     assert nodes == set(instances())
@@ -103,6 +110,30 @@ def test_redis_exporter_reaches_redis_over_verified_tls() -> None:
         return result if result and all(r["value"][1] == "1" for r in result) else None
 
     wait_for(redis_up, 60, "redis_up 1 (exporter over TLS)")
+
+
+def test_every_listener_asks_for_tls_and_credentials(host: testinfra.host.Host) -> None:
+    """From the monitoring host (the exporters are open to it only): 401 without
+    credentials and with a wrong password, 400 over plain http, 200 with the CA and the
+    stack's user; redis_exporter wants a client certificate from the CA instead."""
+    addresses = instances()
+    found = listeners(inventory_groups(), sorted(addresses))
+    assert len(found) == 7  # mon1: 3 servers + node; data1: node, postgres, redis
+    wrong = []
+    for _name, target, port, client_cert in found:
+        wrong += refusals(host, addresses[target], port, client_cert)
+    assert wrong == []
+
+
+def test_a_push_without_credentials_is_refused() -> None:
+    base = f"https://{instances()['mon1']}:9091"
+    group = f"{base}/metrics/job/molecule_intruder"
+    body = b"molecule_intruder_total 1\n"
+    assert web_request("PUT", group, password=None, body=body)[0] == 401
+    assert web_request("PUT", group, password=WRONG_PASSWORD, body=body)[0] == 401
+    status, metrics = web_request("GET", f"{base}/metrics")
+    assert status == 200
+    assert b"molecule_intruder" not in metrics
 
 
 def test_every_alert_rule_is_loaded_with_the_scenario_override() -> None:
@@ -160,7 +191,7 @@ def test_redis_down_reaches_both_receivers_and_resolves(host: testinfra.host.Hos
 
 
 def test_every_dashboard_query_returns_data() -> None:
-    push_sample_benchmark_runs(f"http://{instances()['mon1']}:9091", pause_s=12)
+    push_sample_benchmark_runs(f"https://{instances()['mon1']}:9091", pause_s=12)
     db = other_host(inventory_groups()["db"][0])
     with db.sudo():
         assert db.run("systemctl start llmops-postgresql-backup.service").rc == 0

@@ -15,6 +15,9 @@ OUTPUT_DEFAULTS = {
     "pushgateway_url": None,
     "pushgateway_job": "llm_benchmark",
     "pushgateway_instance": None,  # default: the host name(s)
+    "pushgateway_ca_file": None,  # CA to verify an https Pushgateway with
+    "pushgateway_username": None,  # basic auth (with pushgateway_password)
+    "pushgateway_password": None,
     "textfile_path": None,  # node_exporter textfile collector file (*.prom)
     "state_file": None,  # keeps counters/histograms cumulative across runs
 }
@@ -33,6 +36,10 @@ def check_outputs(outputs: dict) -> dict:
     url = merged["pushgateway_url"]
     if url and not url.startswith(("http://", "https://")):
         raise config_mod.ConfigError(f"pushgateway_url must be an http(s) URL, got {url!r}")
+    if bool(merged["pushgateway_username"]) != bool(merged["pushgateway_password"]):
+        raise config_mod.ConfigError(
+            "pushgateway_username and pushgateway_password go together (basic auth)"
+        )
     return merged
 
 
@@ -93,6 +100,9 @@ def publish(run: dict, cfg: dict, outputs: dict) -> dict:
                 grouping,
                 text,
                 validate_certs=cfg["validate_certs"],
+                ca_file=outputs["pushgateway_ca_file"],
+                username=outputs["pushgateway_username"],
+                password=outputs["pushgateway_password"],
             )
         if outputs["state_file"]:
             prom.write_atomic(outputs["state_file"], json.dumps(state), mode=0o600)

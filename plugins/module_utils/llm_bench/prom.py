@@ -266,9 +266,13 @@ def push(
     *,
     timeout_s: float = 10.0,
     validate_certs: bool = True,
+    ca_file: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
 ) -> str:
-    """PUT the text to the Pushgateway group (replacing that group's metrics).
-    Returns the group URL; raises RuntimeError naming the status on failure."""
+    """PUT the text to the Pushgateway group (replacing that group's metrics), over
+    https checked against ca_file (else the system's CAs) and with basic auth when
+    given. Returns the group URL; raises RuntimeError naming the status on failure."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"pushgateway url must be http(s)://host:port, got {url!r}")
@@ -276,7 +280,7 @@ def push(
     for name, value in grouping.items():
         path += "/" + _segment(name, str(value))
     if parts.scheme == "https":
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=ca_file)
         if not validate_certs:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -285,10 +289,12 @@ def push(
         )
     else:
         conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
+    headers = {"Content-Type": "text/plain; version=0.0.4"}
+    if username:
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
     try:
-        conn.request(
-            "PUT", path, body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4"}
-        )
+        conn.request("PUT", path, body=text.encode(), headers=headers)
         response = conn.getresponse()
         body = response.read(500).decode("utf-8", "replace")
     except OSError as exc:
