@@ -161,6 +161,26 @@ def test_check_proves_archiving_and_records_its_metric(lab_host):
     assert 'pgbackrest_backups{stanza="registry",type="full"} 1' in info
 
 
+def test_status_shows_the_backups_the_jobs_and_the_archive_lag(playbooks):
+    run = playbooks.run("playbooks/status.yml", json_report=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    reports = {
+        host: result["msg"]
+        for play in playbooks.report(run)["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"] == "Report"
+        for host, result in task["hosts"].items()
+    }
+    lines = reports["backup1"]["pgbackrest"]
+    full = next(line for line in lines if line.startswith("last full backup: "))
+    assert full.startswith(f"last full backup: {datetime.now(UTC):%Y-}"), lines
+    assert any(line.startswith("last check: ok, ") for line in lines), lines
+    archiving = reports["db1"]["wal_archiving"]
+    assert archiving.startswith("last segment archived 20"), archiving
+    assert "waiting (archive lag)" in archiving
+    assert "pgbackrest" not in reports["db1"]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
