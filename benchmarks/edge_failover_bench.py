@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,10 @@ def labctl(action: str, lab: str, host: str) -> None:
 
 # --- Redis and Sentinel (RESP over a socket: no client library needed) -------------
 
+# TLS to Redis (the redis role's redis_tls, on unless the inventory turns it off): the
+# internal CA beside the inventory verifies each cache host's certificate and address.
+REDIS_TLS: dict[str, ssl.SSLContext] = {}
+
 
 def _read_reply(f) -> object:
     line = f.readline().rstrip(b"\r\n")
@@ -100,11 +105,14 @@ def redis_call(address: str, port: int, auth: list[str], *command: str, timeout=
             out += b"$%d\r\n%s\r\n" % (len(data), data)
         return out
 
-    with socket.create_connection((address, port), timeout=timeout) as sock:
-        f = sock.makefile("rb")
-        sock.sendall(encode(["AUTH", *auth]) + encode(list(command)))
-        _read_reply(f)
-        return _read_reply(f)
+    with socket.create_connection((address, port), timeout=timeout) as raw:
+        context = REDIS_TLS.get("context")
+        sock = context.wrap_socket(raw, server_hostname=address) if context else raw
+        with sock:
+            f = sock.makefile("rb")
+            sock.sendall(encode(["AUTH", *auth]) + encode(list(command)))
+            _read_reply(f)
+            return _read_reply(f)
 
 
 def replication(address: str, secrets: dict) -> dict:
@@ -373,6 +381,8 @@ def main() -> None:
         "exporter": some["vault_redis_exporter_password"],
         "api_key": some["vault_registry_api_keys"][0]["key"],
     }
+    if some.get("redis_tls", True) not in (False, "false", "False", "no"):
+        REDIS_TLS["context"] = ssl.create_default_context(cafile=inventory_cafile(args.inventory))
     if not args.vip:
         args.vip = ".".join([*addresses[group(inv, "lb")[0]].split(".")[:3], "200"])
     Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)

@@ -134,7 +134,7 @@ RURL = "redis://registry:pw@cache1:6379/0"
         ),
         (f"database: {{url: '{DB}'}}\nredis: {{sentinels: ['a:1']}}\n", "redis.sentinels"),
         (
-            f"database: {{url: '{DB}'}}\nredis: {{url: 'rediss://c:6379/0', sentinels: ['a:1']}}\n",
+            f"database: {{url: '{DB}'}}\nredis: {{url: 'unix:///r.sock', sentinels: ['a:1']}}\n",
             "redis.sentinels",
         ),
         (

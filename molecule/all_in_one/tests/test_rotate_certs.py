@@ -1,5 +1,6 @@
 """Certificate rotation (issue 15): playbooks/rotate_certs.yml, run as an operator runs
-it, replaces the certificate HAProxy (8443) and PostgreSQL (5432, STARTTLS) serve while
+it, replaces the certificate HAProxy (8443), PostgreSQL (5432, STARTTLS) and Redis (6379,
+TLS only) serve while
 a client sends https requests to the registry without a pause, and not one of them
 fails. The consumers are reloaded, not restarted (same main PIDs), the expiry metric
 describes the new certificate (on the host and from node_exporter), and --check first
@@ -33,9 +34,16 @@ from playbooks import Playbooks
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 LB = RUNNER.get_hosts("lb")[0]
 DB = RUNNER.get_hosts("db")[0]
+CACHE = RUNNER.get_hosts("cache")[0]
 METRIC_FILE = "/var/lib/node_exporter/textfile/llmops_tls.prom"
 METRIC = "llmops_tls_certificate_expiry_timestamp_seconds"
-UNITS = ["haproxy.service", "postgresql@15-main.service"]
+UNITS: dict[str, list[str]] = {}
+for _host, _unit in (
+    (LB, "haproxy.service"),
+    (DB, "postgresql@15-main.service"),
+    (CACHE, "redis-server.service"),
+):
+    UNITS.setdefault(_host, []).append(_unit)
 MONITORING = RUNNER.get_hosts("monitoring")[0]
 MONITORING_UNITS = [
     "prometheus.service",
@@ -65,16 +73,26 @@ def _https_certificate(address: str) -> dict:
         return tls.getpeercert()
 
 
-def _postgres_serial(address: str) -> int:
-    """PostgreSQL's STARTTLS handshake from the db host itself (the firewall keeps this
-    controller away from 5432), verified against the CA and by name; the serial served."""
-    node = _node(DB)
-    cert = node.check_output(
-        f"openssl s_client -starttls postgres -connect {address}:5432 -verify_return_error "
-        f"-CAfile /etc/llmops/tls/ca.crt -verify_ip {address} </dev/null 2>/dev/null "
-        "| openssl x509 -noout -serial"
+def _served_serial(host: str, address: str, port: int, *starttls: str) -> int:
+    """Serial of the certificate a TLS port serves, read on the host itself (the firewall
+    opens 5432 and 6379 to db/registry and cache/registry hosts only, not this
+    controller), verified by the internal CA and the address."""
+    out = _node(host).check_output(
+        f"openssl s_client -connect {address}:{port} {' '.join(starttls)}"
+        f" -CAfile /etc/llmops/tls/ca.crt -verify_return_error -verify_ip {address}"
+        " </dev/null 2>/dev/null | openssl x509 -noout -serial"
     )
-    return int(cert.strip().removeprefix("serial="), 16)
+    return int(out.split("=", 1)[1], 16)
+
+
+def _postgres_serial(address: str) -> int:
+    """PostgreSQL's STARTTLS (SSLRequest, then the handshake)."""
+    return _served_serial(DB, address, 5432, "-starttls", "postgres")
+
+
+def _redis_serial(address: str) -> int:
+    """Redis's TLS-only port."""
+    return _served_serial(CACHE, address, 6379)
 
 
 def _serial(cert: dict) -> int:
@@ -91,8 +109,12 @@ def _controller_pki() -> dict[str, str]:
     }
 
 
-def _main_pids(node, units=tuple(UNITS)) -> dict[str, str]:
-    return {unit: node.check_output(f"systemctl show -p MainPID --value {unit}") for unit in units}
+def _main_pids(host: str, units: list[str] | None = None) -> dict[str, str]:
+    node = _node(host)
+    return {
+        unit: node.check_output(f"systemctl show -p MainPID --value {unit}")
+        for unit in (units or UNITS[host])
+    }
 
 
 def _monitoring_serials() -> dict[int, int]:
@@ -152,12 +174,31 @@ def test_check_mode_changes_nothing(playbooks):
     assert _serial(_https_certificate(_address(LB))) == served
 
 
+def _served_after_rotation(lb: str, db: str, cache: str, before: tuple) -> tuple:
+    """HAProxy's certificate, PostgreSQL's and Redis's serials once all three changed. The
+    reloads are asynchronous (a signal): the new files are served within seconds."""
+    deadline = time.monotonic() + 15
+    while True:
+        after_https, after_pg = _https_certificate(lb), _postgres_serial(db)
+        after_redis = _redis_serial(cache)
+        changed = tuple(
+            a != b
+            for a, b in zip((_serial(after_https), after_pg, after_redis), before, strict=True)
+        )
+        if all(changed) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert changed == (True, True, True), "https, postgresql, redis: new certificate served?"
+    return after_https, after_pg, after_redis
+
+
 def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks, capsys):
-    lb, db = _address(LB), _address(DB)
+    lb, db, cache = _address(LB), _address(DB), _address(CACHE)
     before_https = _https_certificate(lb)
     before_pg = _postgres_serial(db)
-    pids = {host: _main_pids(_node(host)) for host in (LB, DB)}
-    monitoring_pids = _main_pids(_node(MONITORING), MONITORING_UNITS)
+    before_redis = _redis_serial(cache)
+    pids = {host: _main_pids(host) for host in UNITS}
+    monitoring_pids = _main_pids(MONITORING, MONITORING_UNITS)
     before_monitoring = _monitoring_serials()
     assert set(before_monitoring.values()) == {_serial(before_https)}
 
@@ -181,20 +222,17 @@ def test_rotation_replaces_every_certificate_without_a_failed_request(playbooks,
     assert load.sent > 0
     assert load.failed == [], load.failed[:10]
 
-    # The reloads are asynchronous (a signal): the new files are served within seconds.
-    deadline = time.monotonic() + 15
-    while True:
-        after_https, after_pg = _https_certificate(lb), _postgres_serial(db)
-        changed = _serial(after_https) != _serial(before_https)
-        if (changed and after_pg != before_pg) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert _serial(after_https) != _serial(before_https)
-    assert after_pg != before_pg
+    after_https, after_pg, after_redis = _served_after_rotation(
+        lb, db, cache, (_serial(before_https), before_pg, before_redis)
+    )
+    with capsys.disabled():
+        print(f"redis {cache}:6379 served serial {before_redis:X} before, {after_redis:X} after")
     if LB == DB:
         assert after_pg == _serial(after_https)
+    if CACHE == LB:
+        assert after_redis == _serial(after_https)
     # Reloaded, not restarted.
-    assert {host: _main_pids(_node(host)) for host in (LB, DB)} == pids
+    assert {host: _main_pids(host) for host in UNITS} == pids
 
     _check_monitoring_listeners(before_monitoring, _serial(after_https), monitoring_pids, capsys)
 
@@ -236,7 +274,7 @@ def _check_monitoring_listeners(before: dict[int, int], new: int, pids: dict, ca
             f"after {sorted(set(after.values()))}"
         )
     assert set(after.values()) == {new}, after
-    assert _main_pids(_node(MONITORING), MONITORING_UNITS) == pids
+    assert _main_pids(MONITORING, MONITORING_UNITS) == pids
     time.sleep(20)  # more than a scrape interval after the rotation
     targets = prometheus_api(f"https://{_address(MONITORING)}:9090", "/api/v1/targets")
     assert [t["scrapeUrl"] for t in targets["activeTargets"] if t["health"] != "up"] == []

@@ -125,10 +125,12 @@ def test_systemd_exposure_of_the_unit_is_at_most_2(host):
 def test_redis_refuses_clients_without_a_password(host):
     node = _node(host)
     address = _address(host)
-    reply = node.run(f"redis-cli -h {address} -p 6379 SET schema:probe 1")
+    tls = "--tls --cacert /etc/llmops/tls/ca.crt"
+    reply = node.run(f"redis-cli {tls} -h {address} -p 6379 SET schema:probe 1")
     assert "NOAUTH" in (reply.stdout + reply.stderr)
-    reply = node.run(f"redis-cli -h {address} -p 6379 --user default --pass nothing PING")
+    reply = node.run(f"redis-cli {tls} -h {address} -p 6379 --user default --pass nothing PING")
     assert "PONG" not in reply.stdout
+    assert "WRONGPASS" in (reply.stdout + reply.stderr)
 
 
 @pytest.mark.parametrize("host", _hosts("db"))

@@ -1,4 +1,6 @@
-"""Redis answers only to its ACL users, each limited to what it needs."""
+"""Redis answers only to its ACL users, each limited to what it needs, and only over
+TLS (redis_tls, the default): no plain-text port, the server's certificate checks out
+against the internal CA and not against another one."""
 
 from __future__ import annotations
 
@@ -6,11 +8,91 @@ import testinfra.host
 
 testinfra_hosts = ["app1"]
 
+CA = "/etc/llmops/tls/ca.crt"
+TLS = f"--tls --cacert {CA} "
 
-def redis(host: testinfra.host.Host, address: str, *command: str, user=None, password=None):
+
+def redis(
+    host: testinfra.host.Host, address: str, *command: str, user=None, password=None, tls=TLS
+):
     auth = f"REDISCLI_AUTH={password} " if password is not None else ""
     user_arg = f"--user {user} " if user else ""
-    return host.run(f"{auth}redis-cli -h {address} {user_arg}" + " ".join(command))
+    return host.run(f"{auth}redis-cli {tls}-h {address} -p 6379 {user_arg}" + " ".join(command))
+
+
+def test_plain_text_gets_no_answer(host, addresses, secrets):
+    pw = secrets["redis_exporter_password"]
+    result = redis(host, addresses["db1"], "PING", user="exporter", password=pw, tls="")
+    assert "PONG" not in result.stdout
+    assert result.rc != 0 or "Connection reset" in result.stderr + result.stdout
+
+
+def test_tls_with_the_internal_ca_works_and_a_wrong_ca_fails(host, addresses, secrets):
+    pw = secrets["redis_exporter_password"]
+    assert redis(host, addresses["db1"], "PING", user="exporter", password=pw).stdout == "PONG\n"
+    # A CA of our own that did not sign db1's certificate.
+    host.run(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=wrong-ca"
+        " -keyout /tmp/wrong-ca.key -out /tmp/wrong-ca.crt"
+    )
+    result = redis(
+        host,
+        addresses["db1"],
+        "PING",
+        user="exporter",
+        password=pw,
+        tls="--tls --cacert /tmp/wrong-ca.crt ",
+    )
+    assert "PONG" not in result.stdout
+    assert "certificate verify failed" in result.stdout + result.stderr
+
+
+def test_redis_listens_with_tls_only(lab_host, secrets):
+    db = lab_host("db1")
+    pw = secrets["redis_exporter_password"]
+    settings = {}
+    for name in ("port", "tls-port", "tls-auth-clients", "tls-replication", "tls-protocols"):
+        out = db.run(
+            f"REDISCLI_AUTH={pw} llmops-redis-cli --user exporter --no-auth-warning"
+            f" CONFIG GET {name}"
+        )
+        settings[name] = out.stdout.splitlines()[1:]
+    assert settings == {
+        "port": ["0"],
+        "tls-port": ["6379"],
+        "tls-auth-clients": ["no"],
+        "tls-replication": ["yes"],
+        "tls-protocols": ["TLSv1.2 TLSv1.3"],
+    }
+    with db.sudo():
+        listening = db.check_output("ss -Htlnp")
+    redis_ports = sorted(
+        {
+            line.split()[3].rsplit(":", 1)[1]
+            for line in listening.splitlines()
+            if "redis-server" in line
+        }
+    )
+    assert redis_ports == ["6379"], listening
+    assert "ssl-cert" in db.check_output("id -nG redis").split()
+
+
+def test_reload_serves_the_certificate_again_without_a_restart(lab_host, addresses):
+    """systemctl reload redis-server (what role pki's handler runs after a new
+    certificate): CONFIG SET of the tls files as the local reload user; same process."""
+    db = lab_host("db1")
+    with db.sudo():
+        pid = db.check_output("systemctl show -p MainPID --value redis-server")
+        reload = db.run("systemctl reload redis-server")
+        assert reload.rc == 0, reload.stderr
+        assert db.check_output("systemctl show -p MainPID --value redis-server") == pid
+        assert db.service("redis-server").is_running
+        acl = db.file("/etc/redis/users.acl").content_string
+        secret = db.file("/etc/llmops/redis-tls-reload.pass")
+        assert secret.user == "root" and secret.mode == 0o600
+        assert secret.content_string.strip() not in acl
+    assert "user llmops-tls-reload on #" in acl
+    assert "-@all +config|set" in acl
 
 
 def test_unauthenticated_clients_are_refused(host, addresses):
@@ -86,7 +168,7 @@ def test_acl_file_holds_only_password_hashes(lab_host, secrets):
         acl = db.file("/etc/redis/users.acl").content_string
     assert secrets["redis_registry_password"] not in acl
     assert secrets["redis_exporter_password"] not in acl
-    assert acl.count(" #") == 2
+    assert acl.count(" #") == 3  # registry, exporter and the local TLS reload user
     assert "user default off" in acl
 
 
@@ -102,5 +184,8 @@ def test_redis_runs_under_systemd_supervision_on_listed_addresses(lab_host, addr
         ("maxmemory-policy", "allkeys-lru"),
         ("protected-mode", "yes"),
     ):
-        result = redis(db, "127.0.0.1", "CONFIG", "GET", name, user="exporter", password=pw)
+        result = db.run(
+            f"REDISCLI_AUTH={pw} llmops-redis-cli --user exporter --no-auth-warning"
+            f" CONFIG GET {name}"
+        )
         assert result.stdout.splitlines()[1:] == [expected], name

@@ -56,7 +56,7 @@ def test_confirmed_restore_brings_the_backed_up_data_back(
     # Cached schemas from before the restore, as the registry would have left them.
     cached = ["schema:molecule-stale-1", "schema:molecule-stale-2"]
     password = secrets["redis_registry_password"]
-    cli = f"REDISCLI_AUTH={password} redis-cli --no-auth-warning --user registry"
+    cli = f"REDISCLI_AUTH={password} llmops-redis-cli --no-auth-warning --user registry"
     for key in cached:
         assert host.run(f"{cli} SET {key} stale").stdout.strip() == "OK"
     result = run_playbook("playbooks/restore.yml", "-e", "confirm_restore=yes")

@@ -30,11 +30,13 @@ def _address(host) -> str:
 
 def _redis(host, *command: str, sentinel: bool = False) -> str:
     v = _vars(host)
+    # llmops-redis-cli: the redis role's redis-cli with the port and TLS options.
     if sentinel:
-        env, argv = f"REDISCLI_AUTH={v['vault_redis_sentinel_password']}", "redis-cli -p 26379"
+        env = f"REDISCLI_AUTH={v['vault_redis_sentinel_password']}"
+        argv = "llmops-redis-cli --sentinel"
     else:
         env = f"REDISCLI_AUTH={v['vault_redis_exporter_password']}"
-        argv = "redis-cli -p 6379 --user exporter"
+        argv = "llmops-redis-cli --user exporter"
     out = host.run(f"env {env} {argv} --no-auth-warning {' '.join(command)}")
     assert out.rc == 0, out.stderr
     return out.stdout
@@ -71,6 +73,36 @@ def test_sentinel_sees_two_replicas_and_two_other_sentinels(host) -> None:
     assert fields["num-other-sentinels"] == "2"
     assert fields["quorum"] == "2"
     assert fields["down-after-milliseconds"] == "3000"
+
+
+def test_redis_and_sentinel_speak_tls_only(host) -> None:
+    """No plain-text port on either (port 0); replication and Sentinel's links to Redis
+    run over TLS yet are up; the internal CA verifies both, another CA does not."""
+    if "cache" not in _vars(host)["group_names"]:
+        pytest.skip("cache hosts only")
+    assert _redis(host, "CONFIG", "GET", "port").split() == ["port", "0"]
+    assert _redis(host, "CONFIG", "GET", "tls-port").split() == ["tls-port", "6379"]
+    assert _redis(host, "CONFIG", "GET", "tls-replication").split() == ["tls-replication", "yes"]
+    for port in (6379, 26379):
+        plain = host.run(f"redis-cli -p {port} PING")
+        assert "PONG" not in plain.stdout and "NOAUTH" not in plain.stdout, port
+        host.run(
+            "test -s /tmp/wrong-ca.crt || openssl req -x509 -newkey rsa:2048 -nodes -days 1"
+            " -subj /CN=wrong-ca -keyout /tmp/wrong-ca.key -out /tmp/wrong-ca.crt"
+        )
+        wrong = host.run(f"redis-cli --tls --cacert /tmp/wrong-ca.crt -p {port} PING")
+        assert "certificate verify failed" in wrong.stdout + wrong.stderr, port
+    info = _redis(host, "INFO", "replication")
+    if "role:slave" in info:
+        assert "master_link_status:up" in info  # over TLS: there is no other port
+    sentinel_conf = host.file("/etc/redis/sentinel.conf").content_string.splitlines()
+    assert {"port 0", "tls-port 26379", "tls-replication yes"} <= set(sentinel_conf)
+    # Sentinel reaches the master and every replica (over TLS): no down or disconnected flag.
+    master = _redis(host, "SENTINEL", "master", "registry", sentinel=True).split("\n")
+    assert dict(zip(master[::2], master[1::2], strict=False))["flags"] == "master"
+    replicas = _redis(host, "SENTINEL", "replicas", "registry", sentinel=True).split("\n")
+    flags = [v for k, v in zip(replicas[::2], replicas[1::2], strict=False) if k == "flags"]
+    assert flags == ["slave", "slave"], replicas
 
 
 def test_redis_conf_stays_the_roles_file(host) -> None:

@@ -100,6 +100,23 @@ def test_every_prometheus_target_is_up() -> None:
     assert nodes == set(instances())
 
 
+def test_redis_exporter_reaches_redis_over_verified_tls() -> None:
+    """Redis listens with TLS only (redis_tls): redis_up 1 means the exporter connected
+    with rediss:// and the internal CA (it checks the certificate and the address)."""
+    data = other_host(inventory_groups()["cache"][0])
+    with data.sudo():
+        settings = data.file("/etc/default/prometheus-redis-exporter").content_string
+    assert 'REDIS_ADDR="rediss://' in settings
+    assert 'REDIS_EXPORTER_TLS_CA_CERT_FILE="/etc/llmops/tls/ca.crt"' in settings
+    assert "SKIP_TLS" not in settings
+
+    def redis_up():
+        result = prometheus("/api/v1/query", query="redis_up")["result"]
+        return result if result and all(r["value"][1] == "1" for r in result) else None
+
+    wait_for(redis_up, 60, "redis_up 1 (exporter over TLS)")
+
+
 def test_every_listener_asks_for_tls_and_credentials(host: testinfra.host.Host) -> None:
     """From the monitoring host (the exporters are open to it only): 401 without
     credentials and with a wrong password, 400 over plain http, 200 with the CA and the

@@ -194,6 +194,7 @@ class Service:
             sentinel_master=config.redis_sentinel_master,
             sentinel_username=config.redis_sentinel_username,
             sentinel_password=config.redis_sentinel_password,
+            tls_ca_file=config.redis_tls_ca_file,
         )
         self.keys = {key.sha256: key for key in config.api_keys}
         self.openapi: bytes | None = None

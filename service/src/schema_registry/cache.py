@@ -12,6 +12,10 @@ With redis.sentinels, the master is found through Redis Sentinel (redis-py's Sen
 every new connection asks the sentinels for the current master, and a connection to a
 master that was demoted or died is dropped, so the cache follows a failover by itself.
 The URL still gives the ACL user, password and database; its host and port are unused.
+
+TLS: a rediss:// URL. The server's certificate is always checked against
+redis.tls_ca_file (else the system's CAs) and must name the address connected to; with
+sentinels, the sentinels and the master they name are both reached with TLS.
 """
 
 from __future__ import annotations
@@ -73,6 +77,18 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
+def tls_options(url: str, ca_file: str | None) -> dict[str, object]:
+    """redis-py options of a verified TLS connection for a rediss:// URL, else none.
+    Verification is not optional: certificate chain and host name, always."""
+    if not url.startswith("rediss://"):
+        return {}
+    return {
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_ca_certs": ca_file,
+    }
+
+
 def _sentinel_client(
     url: str,
     timeout: float,
@@ -81,18 +97,24 @@ def _sentinel_client(
     master: str,
     username: str | None,
     password: str | None,
+    tls_ca_file: str | None = None,
 ) -> redis.Redis:
     """A client of the current master of `master`, as the sentinels name it."""
     parsed = parse_url(url)
     auth = {k: parsed[k] for k in ("username", "password", "db") if k in parsed}  # type: ignore[literal-required]
     sockets = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     sentinel_auth = {"username": username, "password": password} if password else {}
+    # rediss://: TLS to the sentinels (ssl=True there) and to the master (ssl=True picks
+    # SentinelManagedSSLConnection), both verified.
+    tls = tls_options(url, tls_ca_file)
+    ssl = {"ssl": True, **tls} if tls else {}
     manager = Sentinel(
         list(sentinels),
-        sentinel_kwargs={**sockets, **sentinel_auth, "retry": _no_retry()},
+        sentinel_kwargs={**sockets, **sentinel_auth, **ssl, "retry": _no_retry()},
         retry_on_timeout=False,
         retry=_no_retry(),
         **sockets,
+        **ssl,
         **auth,
     )
     return manager.master_for(master)
@@ -111,6 +133,7 @@ class SchemaCache:
         sentinel_master: str = "registry",
         sentinel_username: str | None = None,
         sentinel_password: str | None = None,
+        tls_ca_file: str | None = None,
     ) -> None:
         self.ttl = ttl_seconds
         self.local = LocalCache(local_ttl_seconds, local_max_entries)
@@ -126,6 +149,7 @@ class SchemaCache:
                 master=sentinel_master,
                 username=sentinel_username,
                 password=sentinel_password,
+                tls_ca_file=tls_ca_file,
             )
         elif url:
             self._client = redis.from_url(
@@ -134,6 +158,7 @@ class SchemaCache:
                 socket_connect_timeout=timeout,
                 retry_on_timeout=False,
                 retry=_no_retry(),
+                **tls_options(url, tls_ca_file),
             )
 
     @staticmethod

@@ -142,6 +142,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 "database_url": redact_url(config.database_url),
                 "redis_url": redact_url(config.redis_url),
                 "redis_sentinels": [f"{host}:{port}" for host, port in config.redis_sentinels],
+                "redis_tls": bool(config.redis_url and config.redis_url.startswith("rediss://")),
                 "api_keys": [key.name for key in config.api_keys],
                 "api_key_scopes": {key.name: list(key.scopes) for key in config.api_keys},
                 "protect_reads": config.protect_reads,

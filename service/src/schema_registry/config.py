@@ -61,6 +61,7 @@ _ALLOWED: dict[str, dict[str, Any]] = {
         "sentinel_master": "registry",
         "sentinel_username": None,
         "sentinel_password": None,
+        "tls_ca_file": None,
     },
     "cache": {"local_ttl_seconds": 1.0, "local_max_entries": 10000},
     "auth": {"api_keys": [], "protect_reads": False},
@@ -113,6 +114,7 @@ class Config:
     redis_sentinel_master: str = "registry"
     redis_sentinel_username: str | None = None
     redis_sentinel_password: str | None = None
+    redis_tls_ca_file: str | None = None
 
 
 def _int(key: str, value: Any, low: int, high: int) -> int:
@@ -198,8 +200,22 @@ def _check_redis(redis: dict[str, Any]) -> None:
     master = redis["sentinel_master"]
     if not isinstance(master, str) or not _SENTINEL_MASTER.match(master):
         raise ConfigError("redis.sentinel_master: must be 1-128 letters, digits, '.', '_' or '-'")
-    if redis["sentinels"] and str(redis["url"]).startswith(("rediss://", "unix://")):
-        raise ConfigError("redis.sentinels: works with a redis:// URL only (no TLS, no socket)")
+    if redis["sentinels"] and str(redis["url"]).startswith("unix://"):
+        raise ConfigError("redis.sentinels: needs a redis:// or rediss:// URL (no socket)")
+    # Certificate and host name checks are always on: a URL option must not turn them off.
+    if isinstance(redis["url"], str) and re.search(r"[?&]ssl_", redis["url"]):
+        raise ConfigError(
+            "redis.url: takes no ssl_* options (the server certificate and host name are"
+            " always verified; give the CA in redis.tls_ca_file)"
+        )
+    ca_file = redis["tls_ca_file"]
+    if ca_file is not None:
+        if not isinstance(ca_file, str) or not ca_file:
+            raise ConfigError("redis.tls_ca_file: must be the path of a CA certificate file")
+        if not str(redis["url"]).startswith("rediss://"):
+            raise ConfigError("redis.tls_ca_file: needs a rediss:// URL (TLS)")
+        if not Path(ca_file).is_file():
+            raise ConfigError(f"redis.tls_ca_file: {ca_file} is not a readable file")
     if redis["sentinels"] and redis["url"] is None:
         raise ConfigError(
             "redis.sentinels: needs redis.url too (its user, password and database are"
@@ -377,6 +393,7 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
         redis_sentinel_password=_optional_str(
             "redis.sentinel_password", redis["sentinel_password"]
         ),
+        redis_tls_ca_file=redis["tls_ca_file"],
     )
     if config.server_port == config.metrics_port:
         raise ConfigError("metrics.port: must differ from server.port")
