@@ -161,6 +161,33 @@ def test_check_proves_archiving_and_records_its_metric(lab_host):
     assert 'pgbackrest_backups{stanza="registry",type="full"} 1' in info
 
 
+def test_backup_copies_the_new_dump_to_the_backup_host(playbooks, lab_host):
+    run = playbooks.run("playbooks/backup.yml")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    db, backup = lab_host("db1"), lab_host("backup1")
+    newest = db.check_output(
+        "sudo find /var/lib/postgresql-backups -name 'schema_registry-*.dump' -printf '%T@ %f\\n'"
+        " | sort -rn | head -1 | cut -d' ' -f2"
+    )
+    assert newest, "backup.yml left no dump on db1"
+    copy = f"/var/lib/pgbackrest-dumps/{newest}"
+    original = db.check_output("sudo sha256sum /var/lib/postgresql-backups/%s", newest).split()[0]
+    assert backup.check_output("sudo sha256sum %s", copy).split()[0] == original
+    assert backup.check_output("sudo stat -c '%%U %%a' %s", copy) == "pgbackrest 600"
+    metrics = backup.file(
+        "/var/lib/node_exporter/textfile/pgbackrest_dump_copy.prom"
+    ).content_string
+    assert 'pgbackrest_dump_copies{stanza="registry",database="schema_registry"}' in metrics
+    # A second run finds nothing new to copy, and the job records its success.
+    again = backup.run("sudo /usr/local/sbin/llmops-pgbackrest dump-copy")
+    assert again.rc == 0, again.stderr
+    assert "-> " not in again.stdout
+    job = backup.file("/var/lib/node_exporter/textfile/pgbackrest_job_dump-copy.prom")
+    assert 'pgbackrest_job_last_run_success{stanza="registry",job="dump-copy"} 1' in (
+        job.content_string
+    )
+
+
 def test_status_shows_the_backups_the_jobs_and_the_archive_lag(playbooks):
     run = playbooks.run("playbooks/status.yml", json_report=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
@@ -175,6 +202,10 @@ def test_status_shows_the_backups_the_jobs_and_the_archive_lag(playbooks):
     full = next(line for line in lines if line.startswith("last full backup: "))
     assert full.startswith(f"last full backup: {datetime.now(UTC):%Y-}"), lines
     assert any(line.startswith("last check: ok, ") for line in lines), lines
+    assert any(line.startswith("last dump-copy: ok, ") for line in lines), lines
+    assert any(line.startswith("newest pg_dump of schema_registry here: 20") for line in lines), (
+        lines
+    )
     archiving = reports["db1"]["wal_archiving"]
     assert archiving.startswith("last segment archived 20"), archiving
     assert "waiting (archive lag)" in archiving
