@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import crypt
+    except ImportError:
+        crypt = None
 
 SCRIPT = Path(__file__).resolve().parents[2] / "roles/alertmanager/files/alertmanager-inbox.py"
 
@@ -40,12 +50,21 @@ def _payload(name: str, status: str = "firing") -> dict:
     }
 
 
-def _request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
+def _request(
+    url: str,
+    body: bytes | None = None,
+    login: tuple[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
     method = "POST" if body is not None else "GET"
     request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - loopback
     request.add_header("Content-Type", "application/json")
+    if login:
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(":".join(login).encode()).decode()
+        )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -63,7 +82,7 @@ def inbox(tmp_path):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if _request(f"http://127.0.0.1:{port}/-/healthy")[0] == 200:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
                     return proc
             except OSError:
                 time.sleep(0.05)
@@ -124,3 +143,68 @@ def test_only_the_allowed_addresses_may_post(inbox):
     status, body = _request(f"{url}/alerts", json.dumps(_payload("Forged")).encode())
     assert status == 403 and b"127.0.0.1 may not post" in body
     assert json.loads(_request(f"{url}/alerts.json")[1]) == []
+
+
+def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl, as the pki role's CA would)."""
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def _served_certificate(port: int) -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        return tls.getpeercert(binary_form=True)
+
+
+@pytest.fixture
+def secured(inbox, tmp_path):
+    """The inbox on https with a login; returns its URL, a trusting context, the login."""
+    if crypt is None:
+        pytest.skip("no crypt module (Python 3.13+)")
+    cert, key = _certificate(tmp_path, "inbox-a")
+    login = ("monitoring", "a-good-long-password")
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(
+        f"{login[0]}:{crypt.crypt(login[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))}\n"
+    )
+    url = inbox("--tls-cert", str(cert), "--tls-key", str(key), "--htpasswd", str(htpasswd))
+    context = ssl.create_default_context(cafile=str(cert))
+    return url.replace("http://", "https://"), context, login, (cert, key)
+
+
+def test_https_only_and_every_request_logs_in(secured):
+    url, context, login, _files = secured
+    with pytest.raises(OSError):  # plain http gets no answer
+        _request(url.replace("https://", "http://") + "/-/healthy")
+    status, _body = _request(f"{url}/alerts.json", context=context)
+    assert status == 401
+    assert _request(f"{url}/alerts.json", login=(login[0], "wrong"), context=context)[0] == 401
+    assert _request(f"{url}/alerts", b"{}", login=("nobody", login[1]), context=context)[0] == 401
+    posted = _request(f"{url}/alerts", json.dumps(_payload("Secure")).encode(), login, context)
+    assert posted == (200, b'{"stored": 1}')
+    status, body = _request(f"{url}/alerts.json", login=login, context=context)
+    assert status == 200 and json.loads(body)[0]["labels"]["alertname"] == "Secure"
+
+
+def test_a_new_certificate_is_served_without_a_restart(secured, tmp_path):
+    url, _context, _login, (cert, key) = secured
+    port = int(url.rsplit(":", 1)[1])
+    before = _served_certificate(port)
+    new_cert, new_key = _certificate(tmp_path, "inbox-b")
+    key.write_bytes(new_key.read_bytes())
+    cert.write_bytes(new_cert.read_bytes())
+    deadline = time.monotonic() + 10
+    while _served_certificate(port) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _served_certificate(port) == ssl.PEM_cert_to_DER_cert(new_cert.read_text())

@@ -24,6 +24,8 @@ PLAYBOOK = """
   vars_files:
     - {project}/roles/alertmanager/defaults/main.yml
     - {project}/roles/alertmanager/vars/main.yml
+    - {project}/roles/monitoring_web/defaults/main.yml
+    - {project}/roles/monitoring_web/vars/main.yml
     - {inventory}/group_vars/all/main.yml
     - {inventory}/group_vars/all/vault.yml
   tasks:
@@ -40,6 +42,7 @@ PLAYBOOK = """
         dest: {out}
         mode: "0600"
       vars:
+        ansible_default_ipv4: {{address: 192.0.2.10}}
         vault_alertmanager_slack_api_url: https://hooks.slack.invalid/services/T0/B0/FAKE
         vault_alertmanager_pagerduty_routing_key: fake0000000000000000000000000000
         vault_alertmanager_smtp_password: fake-smtp-password
@@ -87,3 +90,18 @@ def test_example_receivers_are_real_and_valid(name, tmp_path):
     # The default receiver delivers somewhere (it was an empty receiver before).
     default = next(r for r in config["receivers"] if r["name"] == config["route"]["receiver"])
     assert any(key.endswith("_configs") for key in default)
+    # The inbox is reached like the rest of the stack: https, the CA, the login.
+    inbox = next(r for r in config["receivers"] if r["name"] == "alert-inbox")
+    assert inbox["webhook_configs"] == [
+        {
+            "url": "https://192.0.2.10:9095/alerts",
+            "send_resolved": True,
+            "http_config": {
+                "tls_config": {"ca_file": "/etc/llmops/tls/ca.crt"},
+                "basic_auth": {
+                    "username": "monitoring",
+                    "password_file": "/etc/llmops/alertmanager-inbox.password",
+                },
+            },
+        }
+    ]

@@ -22,7 +22,9 @@ from dashboard_checks import (
 )
 from monitoring_web import (
     WEB_JOBS,
+    WRONG_PASSWORD,
     listeners,
+    probe_on,
     push_is_refused,
     refusals,
 )
@@ -186,6 +188,22 @@ def test_redis_down_reaches_both_receivers_and_resolves(host: testinfra.host.Hos
         120,
         "RedisDown resolved at /oncall and /platform",
     )
+
+
+def test_the_alert_inbox_wants_tls_and_the_login_and_got_the_alert(
+    host: testinfra.host.Host,
+) -> None:
+    """Alertmanager posted RedisDown (above) to the inbox over https with the CA and the
+    login; people read it the same way; without the login, or over http, nothing."""
+    url = f"https://{instances()['mon1']}:9095/alerts.json"
+    assert probe_on(host, url, password=None)["status"] == 401
+    assert probe_on(host, url, password=WRONG_PASSWORD)["status"] == 401
+    plain = probe_on(host, url.replace("https://", "http://"), password=None)
+    assert plain["status"] is None and plain["body"] == "", plain
+    answer = probe_on(host, url)
+    assert answer["status"] == 200, answer
+    names = {(a["labels"]["alertname"], a["status"]) for a in json.loads(answer["body"])}
+    assert ("RedisDown", "firing") in names and ("RedisDown", "resolved") in names, names
 
 
 def test_every_dashboard_query_returns_data() -> None:
