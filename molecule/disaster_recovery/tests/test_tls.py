@@ -157,22 +157,29 @@ def test_https_answers_carry_hsts(addresses):
     assert int(max_age) >= 31536000
 
 
-def test_stats_page_refuses_without_its_password_and_metrics_stay_open(addresses, group_vars):
+def test_stats_listener_is_https_and_each_path_wants_its_own_login(addresses, group_vars):
+    """The stats page wants the stats password, /metrics the monitoring login (neither
+    opens the other), and nothing is answered over plain http."""
     import base64  # noqa: PLC0415 - only here
 
+    def basic(user: str, password: str) -> str:
+        return base64.b64encode(f"{user}:{password}".encode()).decode()
+
     address = addresses["app1"]
-    status, headers, _unused = _request(address, 8404, "/", tls=False)
+    stats = basic("admin", group_vars["vault_haproxy_stats_password"])
+    metrics = basic("monitoring", group_vars["vault_monitoring_web_password"])
+    status, headers, _unused = _request(address, 8404, "/", tls=True)
     assert status == 401
     assert "basic" in headers.get("www-authenticate", "").lower()
-    wrong = base64.b64encode(b"admin:not-the-password").decode()
-    assert _request(address, 8404, "/", tls=False, auth=wrong)[0] == 401
-    right = base64.b64encode(
-        f"admin:{group_vars['vault_haproxy_stats_password']}".encode()
-    ).decode()
-    assert _request(address, 8404, "/", tls=False, auth=right)[0] == 200
-    status, _headers, body = _request(address, 8404, "/metrics", tls=False)
+    assert _request(address, 8404, "/", tls=True, auth=basic("admin", "not-it"))[0] == 401
+    assert _request(address, 8404, "/", tls=True, auth=stats)[0] == 200
+    assert _request(address, 8404, "/metrics", tls=True)[0] == 401
+    assert _request(address, 8404, "/metrics", tls=True, auth=stats)[0] == 401
+    status, _headers, body = _request(address, 8404, "/metrics", tls=True, auth=metrics)
     assert status == 200
     assert b"haproxy_backend_active_servers" in body
+    with pytest.raises((OSError, http.client.HTTPException)):
+        _request(address, 8404, "/metrics", tls=False, auth=metrics)
 
 
 CONNECT = r"""

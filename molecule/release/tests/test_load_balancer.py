@@ -27,8 +27,18 @@ def test_every_instance_is_a_backend_server_and_up(host):
     assert set(names.values()) == {"UP"}, names
 
 
-def test_prometheus_metrics_on_8404(host):
-    out = host.check_output("curl -fsS http://127.0.0.1:8404/metrics")
+def test_prometheus_metrics_on_8404_over_https_with_the_monitoring_login(host):
+    """The stats listener is https; /metrics wants the monitoring stack's login."""
+    variables = host.ansible.get_variables()
+    name, password = variables["inventory_hostname"], variables["vault_monitoring_web_password"]
+    curl = f"curl -sS --cacert {CA} --resolve {name}:8404:127.0.0.1"
+    url = f"https://{name}:8404/metrics"
+    code = "-o /dev/null -w '%{http_code}'"
+    assert host.check_output(f"{curl} {code} {url}") == "401"
+    assert host.check_output(f"{curl} {code} -u monitoring:wrong-password {url}") == "401"
+    plain = host.run("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:8404/metrics")
+    assert plain.stdout != "200", plain.stdout
+    out = host.check_output(f"{curl} -f -u monitoring:%s {url}", password)
     assert "haproxy_backend_active_servers" in out
 
 
