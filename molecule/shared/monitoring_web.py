@@ -33,6 +33,9 @@ LISTENERS = (
     ("node_exporter", 9100, None, False),
     ("postgres_exporter", 9187, "db", False),
     ("redis_exporter", 9121, "cache", True),
+    # The registry instances' own /metrics (role schema_registry, metrics_port).
+    ("registry_a", 9181, "registry", True),
+    ("registry_b", 9182, "registry", True),
 )
 # Prometheus jobs that scrape these listeners (all over https).
 WEB_JOBS = frozenset({"prometheus", "alertmanager", "pushgateway", "node", "postgres", "redis"})

@@ -143,3 +143,18 @@ def test_the_monitoring_stack_is_scraped_over_https_with_the_login(config: dict)
     assert manager["scheme"] == "https"
     assert manager["basic_auth"]["password_file"] == PASSWORD_FILE
     assert "insecure_skip_verify" not in str(config)
+
+
+def test_registry_and_redis_jobs_show_the_client_certificate(config: dict) -> None:
+    """The registry's /metrics and redis_exporter ask for a client certificate from the
+    CA instead of a login: Prometheus scrapes them over https showing its host's."""
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name in ("schema-registry", "redis"):
+        assert jobs[name]["scheme"] == "https", name
+        assert jobs[name]["tls_config"] == {
+            "ca_file": "/etc/llmops/tls/ca.crt",
+            "cert_file": "/etc/llmops/tls/server.crt",
+            "key_file": "/etc/llmops/tls/server.key",
+            "min_version": "TLS12",
+        }, name
+        assert "basic_auth" not in jobs[name], name

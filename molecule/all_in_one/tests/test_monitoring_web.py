@@ -44,6 +44,8 @@ def test_every_listener_asks_for_tls_and_credentials() -> None:
         "node_exporter",
         "postgres_exporter",
         "redis_exporter",
+        "registry_a",
+        "registry_b",
     }
     wrong = []
     for _name, host, port, client_cert in found:

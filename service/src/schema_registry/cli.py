@@ -83,15 +83,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _prepare_multiproc_dir(config)
 
     import uvicorn  # noqa: PLC0415 - imported after PROMETHEUS_MULTIPROC_DIR is set
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
     from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
 
-    from schema_registry import logs, metrics  # noqa: PLC0415
+    from schema_registry import logs, metrics, metrics_server  # noqa: PLC0415
 
     logs.setup(config.log_level)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    start_http_server(config.metrics_port, config.metrics_host, registry=registry)
+    metrics_server.start(
+        config.metrics_port,
+        config.metrics_host,
+        registry,
+        cert=config.metrics_tls_cert_file,
+        key=config.metrics_tls_key_file,
+        client_ca=config.metrics_tls_client_ca_file,
+    )
     metrics.BUILD_INFO.labels(__version__, str(BROKEN).lower()).set(1)
     # Workers (separate processes when workers > 1) exit when this process dies.
     os.environ[PARENT_PID_ENV] = str(os.getpid())
@@ -138,6 +145,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 "valid": True,
                 "server": f"{config.server_host}:{config.server_port}",
                 "metrics": f"{config.metrics_host}:{config.metrics_port}",
+                "metrics_tls": bool(config.metrics_tls_cert_file),
                 "workers": config.workers,
                 "database_url": redact_url(config.database_url),
                 "redis_url": redact_url(config.redis_url),

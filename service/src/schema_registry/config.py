@@ -115,6 +115,11 @@ class Config:
     redis_sentinel_username: str | None = None
     redis_sentinel_password: str | None = None
     redis_tls_ca_file: str | None = None
+    # From the environment only (the instance's env file), so an older release that
+    # does not know them still starts with the same configuration file.
+    metrics_tls_cert_file: str | None = None
+    metrics_tls_key_file: str | None = None
+    metrics_tls_client_ca_file: str | None = None
 
 
 def _int(key: str, value: Any, low: int, high: int) -> int:
@@ -289,6 +294,22 @@ def _apply_env(merged: dict[str, dict[str, Any]], env: dict[str, str]) -> None:
         merged["metrics"]["port"] = _int("METRICS_PORT", env["METRICS_PORT"], 1, 65535)
 
 
+def _metrics_tls(env: dict[str, str]) -> dict[str, str | None]:
+    """METRICS_TLS_CERT_FILE / _KEY_FILE / _CLIENT_CA_FILE: https for /metrics."""
+    cert = env.get("METRICS_TLS_CERT_FILE") or None
+    key = env.get("METRICS_TLS_KEY_FILE") or None
+    client_ca = env.get("METRICS_TLS_CLIENT_CA_FILE") or None
+    if (key or client_ca) and not cert:
+        raise ConfigError(
+            "METRICS_TLS_KEY_FILE/METRICS_TLS_CLIENT_CA_FILE: need METRICS_TLS_CERT_FILE"
+        )
+    return {
+        "metrics_tls_cert_file": cert,
+        "metrics_tls_key_file": key,
+        "metrics_tls_client_ca_file": client_ca,
+    }
+
+
 def load_config(path: str | None = None, env: dict[str, str] | None = None) -> Config:
     """Reads the file (path, else $SCHEMA_REGISTRY_CONFIG, else none) and the env overrides."""
     env = dict(os.environ) if env is None else env
@@ -394,6 +415,7 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
             "redis.sentinel_password", redis["sentinel_password"]
         ),
         redis_tls_ca_file=redis["tls_ca_file"],
+        **_metrics_tls(env),
     )
     if config.server_port == config.metrics_port:
         raise ConfigError("metrics.port: must differ from server.port")
