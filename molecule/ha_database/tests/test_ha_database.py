@@ -68,6 +68,33 @@ def test_every_member_holds_the_rows(host):
     )
 
 
+def test_members_replicate_over_verified_tls_and_refuse_plain(host):
+    """Streaming replication between members is TLS (verify-full against the CA): the
+    leader sees every standby's connection encrypted; a plain replication connection
+    finds no pg_hba rule."""
+    members = cluster(host)["members"]
+    leader = next(m for m in members if m["role"] == "leader")
+    if host.backend.get_hostname() == leader["name"]:
+        out = leader_sql(
+            host,
+            "SELECT count(*) || ' ' || bool_and(s.ssl) FROM pg_stat_replication r"
+            " JOIN pg_stat_ssl s USING (pid)",
+        )
+        assert out.strip() == f"{len(members) - 1} true", out
+        return
+    plain = host.run(
+        "sudo -u postgres psql -w 'host=%s user=replicator dbname=postgres replication=true"
+        " sslmode=disable' -c IDENTIFY_SYSTEM",
+        leader["host"],
+    )
+    assert plain.rc != 0
+    assert "no pg_hba.conf entry" in plain.stderr and "no encryption" in plain.stderr, plain.stderr
+    receiver = host.check_output(
+        "sudo -u postgres psql -qtAX -c 'SELECT conninfo FROM pg_stat_wal_receiver'"
+    )
+    assert "sslmode=verify-full" in receiver, receiver
+
+
 def test_backup_runs_on_the_leader_and_exits_quietly_on_a_replica(host):
     leader = next(m["name"] for m in cluster(host)["members"] if m["role"] == "leader")
     run = host.run("systemctl start llmops-postgresql-backup.service")
