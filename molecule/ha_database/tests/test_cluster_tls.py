@@ -29,9 +29,11 @@ ETCDCTL = f"etcdctl --cacert {TLS}/ca.crt --cert {TLS}/server.crt --key {TLS}/se
 
 def curl(host, url: str, *options: str):
     """curl on a db host (as root: the key is root:ssl-cert 0640); stdout is the HTTP
-    status, 000 when no HTTP answer came."""
+    status, 000 when no HTTP answer came. HTTP/1.1 as the etcd members speak it: etcd's
+    peer port hands HTTP/2 connections to its gRPC server, which resets a plain GET."""
     return host.run(
-        f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}' {' '.join(options)} {url}"
+        f"curl -sS --http1.1 --max-time 10 -o /dev/null -w '%{{http_code}}'"
+        f" {' '.join(options)} {url}"
     )
 
 
