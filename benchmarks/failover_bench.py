@@ -104,15 +104,23 @@ def schema_status(lb: str, key: str, schema_id: str, cafile: str) -> int:
     return lb_status(lb, key, cafile, f"/api/v1/schemas/{schema_id}")
 
 
-def patroni_role(address: str) -> str:
+def patroni_role(address: str, cafile: str) -> str:
+    """primary, replica or down, from Patroni's REST API (HTTPS, checked against the CA)."""
+    context = ssl.create_default_context(cafile=cafile)
     for path, role in (("/primary", "primary"), ("/replica", "replica")):
         try:
-            with urllib.request.urlopen(f"http://{address}:8008{path}", timeout=2) as response:
+            url = f"https://{address}:8008{path}"
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
                 if response.status == 200:
                     return role
         except OSError:
             continue
     return "down"
+
+
+def primary_of(inv: dict, hosts: list[str], cafile: str) -> str:
+    """The first of hosts whose Patroni says primary, or "none"."""
+    return next((h for h in hosts if patroni_role(inv[h]["address"], cafile) == "primary"), "none")
 
 
 def wait_for(what: str, check, timeout: float) -> float:
@@ -177,7 +185,7 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
         threading.Thread(target=db_writer, args=(dsn, log, stop, 0.05))
         for _unused in range(args.db_writers)
     ]
-    roles = {h: patroni_role(a) for h, a in zip(db_hosts, addresses)}  # noqa: B905 - same-length lists by construction
+    roles = {h: patroni_role(a, args.cafile) for h, a in zip(db_hosts, addresses)}  # noqa: B905 - same-length lists by construction
     primary = next(h for h, r in roles.items() if r == "primary")
     extra: dict = {"primary_before": primary}
     # About the request rate the old in-process workers made (10 per second each).
@@ -216,14 +224,12 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
             extra["new_primary_after_s"] = round(
                 wait_for(
                     "a new primary",
-                    lambda: any(patroni_role(inv[h]["address"]) == "primary" for h in others),
+                    lambda: primary_of(inv, others, args.cafile) != "none",
                     90,
                 ),
                 2,
             )
-            extra["primary_after"] = next(
-                h for h in others if patroni_role(inv[h]["address"]) == "primary"
-            )
+            extra["primary_after"] = primary_of(inv, others, args.cafile)
         elif name == "switchover":
             done = subprocess.run(  # noqa: S603 - argument list, no shell: lab tools on lab hosts
                 [  # noqa: S607 - psql/ssh/ansible-playbook/python3 from PATH, as an operator runs them
@@ -238,18 +244,14 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
             extra["playbook_rc"] = done.returncode
             if done.returncode != 0:
                 extra["playbook_tail"] = done.stdout[-1500:]
-            extra["primary_after"] = next(
-                (h for h in db_hosts if patroni_role(inv[h]["address"]) == "primary"), "none"
-            )
+            extra["primary_after"] = primary_of(inv, db_hosts, args.cafile)
         elif name == "etcd_member":
             victim = next(h for h in db_hosts if h != primary)
             extra["etcd_stopped_on"] = victim
             ssh(inv, victim, "sudo systemctl stop etcd")
             time.sleep(args.hold)
             ssh(inv, victim, "sudo systemctl start etcd")
-            extra["primary_after"] = next(
-                (h for h in db_hosts if patroni_role(inv[h]["address"]) == "primary"), "none"
-            )
+            extra["primary_after"] = primary_of(inv, db_hosts, args.cafile)
         time.sleep(args.hold)
     finally:
         stop.set()
@@ -265,7 +267,7 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
         extra["rejoined_as_replica_after_s"] = round(
             wait_for(
                 f"{primary} to rejoin as a replica",
-                lambda: patroni_role(inv[primary]["address"]) == "replica",
+                lambda: patroni_role(inv[primary]["address"], args.cafile) == "replica",
                 240,
             ),
             2,
@@ -329,6 +331,7 @@ def main() -> None:
     if not args.db_password:
         parser.error("--db-password (or HA_DB_PASSWORD) is required")
     inv = load_instances(Path(args.instances))
+    args.cafile = inventory_cafile(args.inventory[0])  # Patroni's REST API is HTTPS
     addresses = [inv[h]["address"] for h in args.db_hosts.split(",")]
     setup = psql(
         conninfo(addresses, args.db_password),

@@ -3,11 +3,12 @@
 Grows the registry database to --fill-mb (a table of its own, made once), takes a full
 pgBackRest backup on the backup host (timed, with the size it stored), then for each
 method re-initialises one replica (Patroni REST POST /reinitialize, what `patronictl
-reinit` does) with Patroni's create_replica_methods set to that method alone, and times
-it until the member streams again with no lag. Patroni's own log on the member says
-which method made the replica; its rows are counted against the primary's. The DCS
-configuration is put back as it was afterwards. Prints the figures and saves them in
-benchmarks/results/. Only lab host addresses are targets.
+reinit` does, asked on the member with its host certificate) with Patroni's
+create_replica_methods set to that method alone, and times it until the member
+streams again with no lag. Patroni's own log on the member says which method made the
+replica; its rows are counted against the primary's. The DCS configuration is put
+back as it was afterwards. Prints the figures and saves them in benchmarks/results/.
+Only lab host addresses are targets.
 """
 
 from __future__ import annotations
@@ -15,33 +16,61 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import ssl
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
+from drill_load import inventory_cafile
 from failover_bench import ROOT, conninfo, load_instances, patroni_role, psql, ssh, wait_for
 
 TABLE = "reinit_bench_fill"
 ROW_BYTES = 1000  # 30 md5 strings of 32 characters plus the tuple's overhead, about
 
 
-def api(address: str, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(
-        f"http://{address}:8008{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http to a lab host only
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+# Role pki's files on the db hosts: a change (PATCH /config, POST /reinitialize) needs a
+# client certificate from the CA, so it is asked on the member itself with its own.
+HOST_TLS = (
+    "--cacert /etc/llmops/tls/ca.crt --cert /etc/llmops/tls/server.crt"
+    " --key /etc/llmops/tls/server.key"
+)
 
 
-def member(address: str, name: str) -> dict:
-    members = json.loads(api(address, "/cluster")[1])["members"]
+@dataclass(frozen=True)
+class Api:
+    """Patroni's REST API of the lab's members (HTTPS): reads from here, checked against
+    the CA; changes on the member, over SSH, with its host certificate."""
+
+    inv: dict
+    cafile: str
+
+    def __call__(
+        self, host: str, path: str, method: str = "GET", body: dict | None = None
+    ) -> tuple[int, str]:
+        url = f"https://{self.inv[host]['address']}:8008{path}"
+        if method != "GET":
+            data = shlex.quote(json.dumps(body or {}))
+            done = ssh(
+                self.inv,
+                host,
+                f"sudo curl -sS -w '\\n%{{http_code}}' {HOST_TLS} -X {method} "
+                f"-H 'Content-Type: application/json' --data {data} {url}",
+            )
+            text, _sep, status = done.stdout.rpartition("\n")
+            return (int(status) if status.isdigit() else 0), text or done.stderr
+        context = ssl.create_default_context(cafile=self.cafile)
+        try:
+            with urllib.request.urlopen(url, timeout=30, context=context) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+
+def member(api: Api, host: str, name: str) -> dict:
+    members = json.loads(api(host, "/cluster")[1])["members"]
     return next((m for m in members if m["name"] == name), {})
 
 
@@ -85,26 +114,20 @@ def full_backup(inv: dict, backup_host: str) -> dict:
     }
 
 
-def reinit(inv: dict, api_host: str, name: str, methods: list[str]) -> dict:
+def reinit(api: Api, api_host: str, name: str, methods: list[str]) -> dict:
     """Re-initialise `name` with create_replica_methods = methods; seconds until it streams."""
-    address = inv[name]["address"]
-    api(
-        inv[api_host]["address"],
-        "/config",
-        "PATCH",
-        {"postgresql": {"create_replica_methods": methods}},
-    )
+    api(api_host, "/config", "PATCH", {"postgresql": {"create_replica_methods": methods}})
     time.sleep(5)  # every member loads the DCS change within loop_wait (2 s)
-    before = json.loads(api(address, "/patroni")[1]).get("postmaster_start_time")
+    before = json.loads(api(name, "/patroni")[1]).get("postmaster_start_time")
     since = int(time.time()) - 1
     started = time.time()
-    status, text = api(address, "/reinitialize", "POST", {"force": True})
+    status, text = api(name, "/reinitialize", "POST", {"force": True})
     if status != 200:
         raise SystemExit(f"reinit_bench: reinitialize of {name} refused ({status}): {text}")
 
     def streaming() -> bool:
-        state = json.loads(api(address, "/patroni")[1])
-        entry = member(address, name)
+        state = json.loads(api(name, "/patroni")[1])
+        entry = member(api, name, name)
         return (
             state.get("postmaster_start_time") != before
             and state.get("state") == "running"
@@ -114,7 +137,8 @@ def reinit(inv: dict, api_host: str, name: str, methods: list[str]) -> dict:
 
     wait_for(f"{name} to stream again", streaming, 900)
     seconds = round(time.time() - started, 2)
-    log = ssh(inv, name, f"sudo journalctl -u patroni --since @{since} --no-pager -o cat").stdout
+    journal = f"sudo journalctl -u patroni --since @{since} --no-pager -o cat"
+    log = ssh(api.inv, name, journal).stdout
     used = [m for m in ("pgbackrest", "basebackup") if f"replica has been created using {m}" in log]
     return {
         "methods": methods,
@@ -127,6 +151,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--instances", required=True, help="labctl instance_config.yml")
     parser.add_argument("--db-hosts", required=True, help="comma separated inventory names")
+    parser.add_argument(
+        "--inventory", required=True, help="ansible inventory of the lab (its .pki/ca.crt)"
+    )
     parser.add_argument("--backup-host", default="backup1")
     parser.add_argument("--member", default="", help="replica to re-initialise (default: one)")
     parser.add_argument("--fill-mb", type=int, default=200, help="size the database grows to")
@@ -141,7 +168,8 @@ def main() -> None:
         parser.error("--db-password (or HA_DB_PASSWORD) is required")
     inv = load_instances(Path(args.instances))
     hosts = args.db_hosts.split(",")
-    roles = {h: patroni_role(inv[h]["address"]) for h in hosts}
+    api = Api(inv, inventory_cafile(args.inventory))
+    roles = {h: patroni_role(inv[h]["address"], api.cafile) for h in hosts}
     primary = next(h for h, r in roles.items() if r == "primary")
     name = args.member or next(h for h, r in roles.items() if r == "replica")
     dsn = conninfo([inv[h]["address"] for h in hosts], args.db_password)
@@ -150,17 +178,17 @@ def main() -> None:
     filled_s = round(time.time() - started, 2)
     size = member_sql(inv, primary, "SELECT pg_database_size(current_database())")
     backup = full_backup(inv, args.backup_host)
-    original = json.loads(api(inv[primary]["address"], "/config")[1])
+    original = json.loads(api(primary, "/config")[1])
     runs = []
     try:
         for methods in (["pgbackrest"], ["basebackup"]):
-            run = reinit(inv, primary, name, methods)
+            run = reinit(api, primary, name, methods)
             run["rows"] = member_sql(inv, name, f"SELECT count(*) FROM {TABLE}")  # noqa: S608 - our own table name
             print(json.dumps(run))
             runs.append(run)
     finally:
         api(
-            inv[primary]["address"],
+            primary,
             "/config",
             "PATCH",
             {

@@ -14,10 +14,10 @@ WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "h
 
 
 def cluster(host) -> dict:
+    """Patroni's /cluster on the member itself: HTTPS at its address, checked against the CA."""
+    address = host.ansible.get_variables()["ansible_host"]
     out = host.check_output(
-        'python3 -c "import urllib.request; '
-        "print(urllib.request.urlopen('http://127.0.0.1:8008/cluster', timeout=5)"
-        '.read().decode())"'
+        f"curl -sS --fail --max-time 5 --cacert /etc/llmops/tls/ca.crt https://{address}:8008/cluster"
     )
     return json.loads(out)
 

@@ -12,6 +12,8 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lab_http import lab_tls_context  # molecule/shared, on the path by conftest.py
+
 testinfra_hosts = ["backup1"]
 
 WORK = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "ha"
@@ -22,7 +24,9 @@ CONFIRM = "confirm_restore=yes"
 
 
 def api(address: str, path: str) -> dict:
-    with urllib.request.urlopen(f"http://{address}:8008{path}", timeout=5) as response:
+    """Patroni's REST API from the controller: HTTPS, checked against the internal CA."""
+    url = f"https://{address}:8008{path}"
+    with urllib.request.urlopen(url, timeout=5, context=lab_tls_context()) as response:
         return json.loads(response.read().decode())
 
 
