@@ -128,6 +128,16 @@ def _issue_loopback_certificate(folder: Path) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture
+def loopback_certificate(tmp_path_factory: pytest.TempPathFactory):
+    """Issues (CA, certificate, key) for 127.0.0.1 into a fresh folder per call."""
+
+    def issue(name: str) -> tuple[Path, Path, Path]:
+        return _issue_loopback_certificate(tmp_path_factory.mktemp(name))
+
+    return issue
+
+
+@pytest.fixture
 def secured_pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredGateway]:
     """A real Pushgateway behind the web config role monitoring_web writes: TLS from a
     throwaway CA (127.0.0.1) and basic auth with a bcrypt hash."""

@@ -145,18 +145,6 @@ def test_only_the_allowed_addresses_may_post(inbox):
     assert json.loads(_request(f"{url}/alerts.json")[1]) == []
 
 
-def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (openssl, as the pki role's CA would)."""
-    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def _served_certificate(port: int) -> bytes:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
@@ -168,18 +156,18 @@ def _served_certificate(port: int) -> bytes:
 
 
 @pytest.fixture
-def secured(inbox, tmp_path):
+def secured(inbox, tmp_path, loopback_certificate):
     """The inbox on https with a login; returns its URL, a trusting context, the login."""
     if crypt is None:
         pytest.skip("no crypt module (Python 3.13+)")
-    cert, key = _certificate(tmp_path, "inbox-a")
+    ca, cert, key = loopback_certificate("inbox-a")
     login = ("monitoring", "a-good-long-password")
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text(
         f"{login[0]}:{crypt.crypt(login[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))}\n"
     )
     url = inbox("--tls-cert", str(cert), "--tls-key", str(key), "--htpasswd", str(htpasswd))
-    context = ssl.create_default_context(cafile=str(cert))
+    context = ssl.create_default_context(cafile=str(ca))
     return url.replace("http://", "https://"), context, login, (cert, key)
 
 
@@ -197,11 +185,11 @@ def test_https_only_and_every_request_logs_in(secured):
     assert status == 200 and json.loads(body)[0]["labels"]["alertname"] == "Secure"
 
 
-def test_a_new_certificate_is_served_without_a_restart(secured, tmp_path):
+def test_a_new_certificate_is_served_without_a_restart(secured, loopback_certificate):
     url, _context, _login, (cert, key) = secured
     port = int(url.rsplit(":", 1)[1])
     before = _served_certificate(port)
-    new_cert, new_key = _certificate(tmp_path, "inbox-b")
+    _new_ca, new_cert, new_key = loopback_certificate("inbox-b")
     key.write_bytes(new_key.read_bytes())
     cert.write_bytes(new_cert.read_bytes())
     deadline = time.monotonic() + 10
