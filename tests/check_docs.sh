@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every module renders with ansible-doc (DOCUMENTATION, EXAMPLES, RETURN parse), and
-# every role's argument spec is readable by ansible-doc too.
+# every role's argument spec is readable by ansible-doc too (and, where generated, current).
 set -euo pipefail
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 cd "$(dirname "$0")/.."
@@ -23,4 +23,6 @@ for role in roles/*/; do
     echo "ok role $name"
   fi
 done
+# Generated argument specs (roles with meta/options.yml) must match their source.
+if ! python3 tests/gen_argument_specs.py --check; then status=1; fi
 exit $status

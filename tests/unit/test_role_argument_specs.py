@@ -36,3 +36,12 @@ def test_public_variables_carry_the_role_prefix(role: Path) -> None:
     defaults = _yaml(role / "defaults" / "main.yml")
     stray = [name for name in defaults if not name.startswith(f"{role.name}_")]
     assert stray == [], f"{role.name}: variables without the role prefix: {stray}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_argument_specs_are_plain_yaml(role: Path) -> None:
+    """No anchors or aliases: each entry point reads on its own (shared specs: meta/options.yml)."""
+    text = (role / "meta" / "argument_specs.yml").read_text()
+    events = yaml.parse(text)
+    anchored = [e for e in events if getattr(e, "anchor", None)]
+    assert anchored == [], f"{role.name}: YAML anchors/aliases in argument_specs.yml"
