@@ -17,15 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.llmops.registry.plugins.module_utils.releases import ReleaseError
-
 # What `show stat` calls the rows that are not servers.
 NOT_SERVERS = {"FRONTEND", "BACKEND"}
 # The state each wanted state ends in, and the command that gets there.
 FINAL_STATUS = {"drained": "MAINT", "enabled": "UP"}
 
 
-class HaproxyError(ReleaseError):
+class HaproxyError(Exception):
     """The socket, a name or a command failed; says which."""
 
 

@@ -118,3 +118,17 @@ def test_deploy_after_a_rollback_is_a_no_op_and_keeps_the_rolled_back_release(
         if result.get("pruned")
     ]
     assert pruned == []
+
+
+def test_a_changed_setting_restarts_instances_drained_on_every_lb(steps):
+    """deploy.yml with a new setting restarts through the handler, each instance drained first."""
+    step = steps["config change under load"]
+    assert step["rc"] == 0, step["tail"]
+    log = (WORK / "step-config_change.log").read_text()
+    every = {(r, lb) for r in ("registry1", "registry2") for lb in ("lb1", "lb2")}
+    drained = _delegations(log, "out of every HAProxy while another server is UP")
+    assert drained == every, log[-3000:]
+    assert _delegations(log, "back into the HAProxy that drained it") == every, log[-3000:]
+    # both instances of each host, one after the other
+    for instance in ("a", "b"):
+        assert f"Restart schema-registry@{instance}" in log, log[-3000:]
