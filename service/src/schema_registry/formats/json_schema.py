@@ -28,6 +28,8 @@ _Active = set[tuple[str, str]]
 _CONTEXT: ContextVar[tuple[Any, Any, _Active, bool, tuple[dict, dict]]] = ContextVar(
     "json_schema_compare"
 )
+# The keywords the reader's and the writer's drafts know: validators ignore the others.
+_KEYWORDS: ContextVar[tuple[frozenset[str], frozenset[str]]] = ContextVar("json_schema_keywords")
 
 
 # Config names of the drafts (registry.json_schema_default_draft) -> validator classes.
@@ -126,10 +128,24 @@ def reader_rejections(reader: Any, writer: Any) -> list[dict[str, str]]:
         and all(reader.schema.get(k) == writer.schema.get(k) for k in ("definitions", "$defs"))
     )
     token = _CONTEXT.set((reader.schema, writer.schema, set(), plain, refs))
+    keywords = _KEYWORDS.set((_known_keywords(reader), _known_keywords(writer)))
     try:
         return _compare(reader.schema, writer.schema, "")
     finally:
+        _KEYWORDS.reset(keywords)
         _CONTEXT.reset(token)
+
+
+def _known_keywords(parsed: Any) -> frozenset[str]:
+    """The keywords the draft of a parsed schema validates with (plus those another
+    keyword reads: then/else by if, min/maxContains by contains in 2019-09 and later,
+    draft-04's boolean exclusiveMinimum/Maximum by minimum/maximum)."""
+    names = set(type(getattr(parsed, "validator", parsed)).VALIDATORS) | {"then", "else"}
+    if "unevaluatedItems" in names:
+        names |= {"minContains", "maxContains"}
+    if "const" not in names:
+        names |= {"exclusiveMinimum", "exclusiveMaximum"}
+    return frozenset(names)
 
 
 def _pointer(root: Any, ref: str) -> Any:
@@ -283,9 +299,14 @@ def _accepts_all(schema: Any) -> bool:
     return _empty(schema) or not _compare(schema, True, "")
 
 
-def _strip(schema: dict) -> dict:
-    if any(k in _ANNOTATIONS for k in schema):
-        return {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
+def _strip(schema: dict, known: frozenset[str] | None = None) -> dict:
+    """Without annotations, and without keywords the draft does not know (known)."""
+    if any(k in _ANNOTATIONS or (known is not None and k not in known) for k in schema):
+        return {
+            k: v
+            for k, v in schema.items()
+            if k not in _ANNOTATIONS and (known is None or k in known)
+        }
     return schema
 
 
@@ -320,6 +341,36 @@ def _merge(into: dict, other: Any) -> dict | bool:
         elif key == "allOf":
             into[key] = [*into[key], *value]
     return into
+
+
+def _single_branch(schema: dict) -> dict:
+    """anyOf/oneOf of one branch says what that branch says (exactly one of one is that
+    one): it becomes an allOf branch, so a change of keyword around it is no change."""
+    for key in _SUMS:
+        branches = schema.get(key)
+        if isinstance(branches, list) and len(branches) == 1:
+            schema = {k: v for k, v in schema.items() if k != key}
+            schema["allOf"] = [*schema.get("allOf", []), branches[0]]
+    return schema
+
+
+def _may_overlap(branches: list, root: Any) -> bool:
+    """Can one document match two of these branches? Said no only when their declared
+    JSON types are pairwise disjoint (integer is a number)."""
+    seen: list[set[str] | None] = []
+    for branch in branches:
+        node, _ref = _follow(branch, root)
+        types = _types(node) if isinstance(node, dict) else None
+        if node is False:
+            continue
+        if types is not None and "integer" in types:
+            types = types | {"number"}
+        if types is not None and "number" in types:
+            types = types | {"integer"}
+        if any(other is None or types is None or other & types for other in seen):
+            return True
+        seen.append(types)
+    return False
 
 
 def _flatten(schema: dict, root: Any) -> dict | bool:
@@ -376,28 +427,31 @@ def _compare_nodes(  # noqa: PLR0911, PLR0912 - one early answer per kind of nod
         writer = {}
     if not isinstance(reader, dict) or not isinstance(writer, dict):
         return []
-    reader, writer = _strip(reader), _strip(writer)
+    reader_known, writer_known = _KEYWORDS.get((None, None))
+    reader = _single_branch(_strip(reader, reader_known))
+    writer = _single_branch(_strip(writer, writer_known))
     out: list[dict[str, str]] = []
     reader_sum = any(k in reader for k in _SUMS)
     writer_sum = any(k in writer for k in _SUMS)
-    # allOf read by anyOf is compared branch by branch below (Confluent: "extended"); by
-    # oneOf it may match several branches at once, which oneOf refuses.
-    if ("allOf" in reader and writer_sum and not reader_sum) or (
-        "allOf" in writer and "oneOf" in reader and not writer_sum
-    ):
+    # Read by oneOf, what matches all branches of an allOf may match several of the
+    # reader's at once, which oneOf refuses: unless those take disjoint JSON types.
+    overlap = "allOf" in writer and "oneOf" in reader and not writer_sum
+    if overlap and _may_overlap(reader["oneOf"], reader_root):
         out.append(
             violation(
-                "COMBINED_TYPE_CHANGED", path, "allOf and anyOf/oneOf exchanged for one another"
+                "COMBINED_TYPE_CHANGED", path, "allOf replaced by oneOf of overlapping branches"
             )
         )
     if "allOf" in writer:
         writer = _flatten(writer, writer_root)
         if writer is False:
             return []
+        writer = _strip(writer, writer_known)
     if "allOf" in reader:
         reader = _flatten(reader, reader_root)
         if reader is False:
             return [*out, violation("SCHEMA_CLOSED", path, "the reader's allOf accepts nothing")]
+        reader = _strip(reader, reader_known)
     branches = next((writer[k] for k in _SUMS if k in writer), None)
     if branches is not None and not reader_sum:
         # Every kind of document the writer allows must be readable.
