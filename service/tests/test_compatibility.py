@@ -104,7 +104,7 @@ JSON_CASES = {
         ({"type": "array", "items": S}, {"type": "array", "items": S, "minItems": 0}, False, False),
     ],
     "UNION_NARROWED": [
-        ({"anyOf": [S, I]}, {"anyOf": [S]}, True, False),
+        ({"anyOf": [S, I, {"type": "null"}]}, {"anyOf": [S, I]}, True, False),
         ({"anyOf": [S]}, {"anyOf": [S, {"type": "null"}]}, False, True),
     ],
 }

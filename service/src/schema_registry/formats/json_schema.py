@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,6 +28,8 @@ _Active = set[tuple[str, str]]
 _CONTEXT: ContextVar[tuple[Any, Any, _Active, bool, tuple[dict, dict]]] = ContextVar(
     "json_schema_compare"
 )
+# The keywords the reader's and the writer's drafts know: validators ignore the others.
+_KEYWORDS: ContextVar[tuple[frozenset[str], frozenset[str]]] = ContextVar("json_schema_keywords")
 
 
 # Config names of the drafts (registry.json_schema_default_draft) -> validator classes.
@@ -125,10 +128,24 @@ def reader_rejections(reader: Any, writer: Any) -> list[dict[str, str]]:
         and all(reader.schema.get(k) == writer.schema.get(k) for k in ("definitions", "$defs"))
     )
     token = _CONTEXT.set((reader.schema, writer.schema, set(), plain, refs))
+    keywords = _KEYWORDS.set((_known_keywords(reader), _known_keywords(writer)))
     try:
         return _compare(reader.schema, writer.schema, "")
     finally:
+        _KEYWORDS.reset(keywords)
         _CONTEXT.reset(token)
+
+
+def _known_keywords(parsed: Any) -> frozenset[str]:
+    """The keywords the draft of a parsed schema validates with (plus those another
+    keyword reads: then/else by if, min/maxContains by contains in 2019-09 and later,
+    draft-04's boolean exclusiveMinimum/Maximum by minimum/maximum)."""
+    names = set(type(getattr(parsed, "validator", parsed)).VALIDATORS) | {"then", "else"}
+    if "unevaluatedItems" in names:
+        names |= {"minContains", "maxContains"}
+    if "const" not in names:
+        names |= {"exclusiveMinimum", "exclusiveMaximum"}
+    return frozenset(names)
 
 
 def _pointer(root: Any, ref: str) -> Any:
@@ -270,14 +287,26 @@ def _empty(schema: Any) -> bool:
     return isinstance(schema, dict) and all(k in _ANNOTATIONS for k in schema)
 
 
+def _nothing(schema: Any) -> bool:
+    """True for a schema under which no document is valid (false, {"not": {}})."""
+    return schema is False or (
+        isinstance(schema, dict) and "not" in schema and _empty(schema["not"])
+    )
+
+
 def _accepts_all(schema: Any) -> bool:
     """True for a schema under which every document is valid (true, {}, {"properties": {}})."""
     return _empty(schema) or not _compare(schema, True, "")
 
 
-def _strip(schema: dict) -> dict:
-    if any(k in _ANNOTATIONS for k in schema):
-        return {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
+def _strip(schema: dict, known: frozenset[str] | None = None) -> dict:
+    """Without annotations, and without keywords the draft does not know (known)."""
+    if any(k in _ANNOTATIONS or (known is not None and k not in known) for k in schema):
+        return {
+            k: v
+            for k, v in schema.items()
+            if k not in _ANNOTATIONS and (known is None or k in known)
+        }
     return schema
 
 
@@ -312,6 +341,36 @@ def _merge(into: dict, other: Any) -> dict | bool:
         elif key == "allOf":
             into[key] = [*into[key], *value]
     return into
+
+
+def _single_branch(schema: dict) -> dict:
+    """anyOf/oneOf of one branch says what that branch says (exactly one of one is that
+    one): it becomes an allOf branch, so a change of keyword around it is no change."""
+    for key in _SUMS:
+        branches = schema.get(key)
+        if isinstance(branches, list) and len(branches) == 1:
+            schema = {k: v for k, v in schema.items() if k != key}
+            schema["allOf"] = [*schema.get("allOf", []), branches[0]]
+    return schema
+
+
+def _may_overlap(branches: list, root: Any) -> bool:
+    """Can one document match two of these branches? Said no only when their declared
+    JSON types are pairwise disjoint (integer is a number)."""
+    seen: list[set[str] | None] = []
+    for branch in branches:
+        node, _ref = _follow(branch, root)
+        types = _types(node) if isinstance(node, dict) else None
+        if node is False:
+            continue
+        if types is not None and "integer" in types:
+            types = types | {"number"}
+        if types is not None and "number" in types:
+            types = types | {"integer"}
+        if any(other is None or types is None or other & types for other in seen):
+            return True
+        seen.append(types)
+    return False
 
 
 def _flatten(schema: dict, root: Any) -> dict | bool:
@@ -360,7 +419,7 @@ def _compare(reader: Any, writer: Any, path: str) -> list[dict[str, str]]:
 def _compare_nodes(  # noqa: PLR0911, PLR0912 - one early answer per kind of node
     reader: Any, writer: Any, path: str, reader_root: Any, writer_root: Any
 ) -> list[dict[str, str]]:
-    if _empty(reader) or writer is False:
+    if _empty(reader) or _nothing(writer):
         return []
     if reader is False:
         return [violation("SCHEMA_CLOSED", path, "the reader accepts nothing here")]
@@ -368,26 +427,31 @@ def _compare_nodes(  # noqa: PLR0911, PLR0912 - one early answer per kind of nod
         writer = {}
     if not isinstance(reader, dict) or not isinstance(writer, dict):
         return []
-    reader, writer = _strip(reader), _strip(writer)
+    reader_known, writer_known = _KEYWORDS.get((None, None))
+    reader = _single_branch(_strip(reader, reader_known))
+    writer = _single_branch(_strip(writer, writer_known))
     out: list[dict[str, str]] = []
     reader_sum = any(k in reader for k in _SUMS)
     writer_sum = any(k in writer for k in _SUMS)
-    if ("allOf" in reader and writer_sum and not reader_sum) or (
-        "allOf" in writer and reader_sum and not writer_sum
-    ):
+    # Read by oneOf, what matches all branches of an allOf may match several of the
+    # reader's at once, which oneOf refuses: unless those take disjoint JSON types.
+    overlap = "allOf" in writer and "oneOf" in reader and not writer_sum
+    if overlap and _may_overlap(reader["oneOf"], reader_root):
         out.append(
             violation(
-                "COMBINED_TYPE_CHANGED", path, "allOf and anyOf/oneOf exchanged for one another"
+                "COMBINED_TYPE_CHANGED", path, "allOf replaced by oneOf of overlapping branches"
             )
         )
     if "allOf" in writer:
         writer = _flatten(writer, writer_root)
         if writer is False:
             return []
+        writer = _strip(writer, writer_known)
     if "allOf" in reader:
         reader = _flatten(reader, reader_root)
         if reader is False:
             return [*out, violation("SCHEMA_CLOSED", path, "the reader's allOf accepts nothing")]
+        reader = _strip(reader, reader_known)
     branches = next((writer[k] for k in _SUMS if k in writer), None)
     if branches is not None and not reader_sum:
         # Every kind of document the writer allows must be readable.
@@ -415,9 +479,14 @@ def _compare_nodes(  # noqa: PLR0911, PLR0912 - one early answer per kind of nod
     return out
 
 
+# References not followed here (remote, dynamic, recursive) are compared by their text.
+_REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
 def _compare_refs(reader: dict, writer: dict, path: str, out: list) -> None:
-    if "$ref" in reader and reader.get("$ref") != writer.get("$ref"):
-        out.append(violation("REF_CHANGED", path, f"reference changed to {reader['$ref']}"))
+    for key in _REF_KEYS:
+        if key in reader and reader[key] != writer.get(key):
+            out.append(violation("REF_CHANGED", path, f"{key} changed to {reader[key]}"))
 
 
 def _compare_types(reader: dict, writer: dict, path: str, out: list) -> None:
@@ -445,6 +514,25 @@ def _multiple(value: float, step: float) -> bool:
     return abs(ratio - round(ratio)) < 1e-9
 
 
+# Zero-width constructs that look at the input: a pattern holding one may fail on some
+# string even when it can match the empty one.
+_LOOKS_AROUND = re.compile(r"[$^]|\\[bBAZzG\d]|\(\?[=!<]|\(\?P=")
+
+
+@lru_cache(maxsize=256)
+def _universal(pattern: str) -> bool:
+    """Does pattern (searched, not anchored, as JSON Schema does) match every string?
+    True when it matches the empty string without looking at the input: at position 0
+    it then matches any string (`a*`, `^.*`)."""
+    body = pattern.removeprefix("^")
+    if _LOOKS_AROUND.search(body):
+        return False
+    try:
+        return re.match(body, "") is not None
+    except re.error:
+        return False
+
+
 def _compare_values(reader: dict, writer: dict, path: str, out: list) -> None:  # noqa: PLR0912
     if "enum" in reader:
         if "const" in writer:
@@ -463,7 +551,9 @@ def _compare_values(reader: dict, writer: dict, path: str, out: list) -> None:  
         if not same:
             out.append(violation("CONST_CHANGED", path, f"const set to {reader['const']!r}"))
     if _applies(writer, "string"):
-        if "pattern" in reader and reader["pattern"] != writer.get("pattern"):
+        pattern = reader.get("pattern")
+        changed = isinstance(pattern, str) and pattern != writer.get("pattern")
+        if changed and not _universal(pattern):
             out.append(violation("PATTERN_CHANGED", path, f"pattern set to {reader['pattern']!r}"))
         if "format" in reader and reader["format"] != writer.get("format"):
             rule = "FORMAT_CHANGED" if "format" in writer else "FORMAT_ADDED"
@@ -581,7 +671,7 @@ def _compare_objects(reader: dict, writer: dict, path: str, out: list) -> None: 
                         )
                     )
         elif reader_extra is False:
-            if written is not False:
+            if not _nothing(written):
                 out.append(
                     violation("PROPERTY_REMOVED", where, f"{name!r} removed from a closed object")
                 )
@@ -608,7 +698,7 @@ def _compare_objects(reader: dict, writer: dict, path: str, out: list) -> None: 
                         f"{name!r} added: patternProperties of the writer allow other values",
                     )
                 )
-        elif writer_extra is False:
+        elif _nothing(writer_extra):
             continue  # the writer never sends it (required: REQUIRED_ADDED above)
         elif _empty(writer_extra):
             out.append(
@@ -648,7 +738,7 @@ def _compare_patterns(reader: dict, writer: dict, path: str, out: list) -> None:
         where = f"{path}/patternProperties/{pattern}"
         if pattern in writer_patterns:
             out.extend(_compare(sub, writer_patterns[pattern], where))
-        elif writer_extra is False or _accepts_all(sub):
+        elif _nothing(writer_extra) or _accepts_all(sub):
             continue
         elif _empty(writer_extra) or _compare(sub, writer_extra, where):
             out.append(
@@ -659,7 +749,7 @@ def _compare_patterns(reader: dict, writer: dict, path: str, out: list) -> None:
                 )
             )
     for pattern, sub in writer_patterns.items():
-        if pattern in reader_patterns or sub is False:
+        if pattern in reader_patterns or _nothing(sub):
             continue
         where = f"{path}/patternProperties/{pattern}"
         if reader_extra is False:
@@ -681,13 +771,13 @@ def _compare_patterns(reader: dict, writer: dict, path: str, out: list) -> None:
 
 
 def _compare_extra(reader_extra: Any, writer_extra: Any, path: str, out: list) -> None:
-    if reader_extra is False and writer_extra is not False:
+    if reader_extra is False and not _nothing(writer_extra):
         out.append(
             violation(
                 "ADDITIONAL_PROPERTIES_NARROWED", path, "additional properties no longer allowed"
             )
         )
-    elif writer_extra is not False and not _accepts_all(reader_extra):
+    elif not _nothing(writer_extra) and not _accepts_all(reader_extra):
         if _empty(writer_extra):
             out.append(
                 violation(
@@ -770,7 +860,7 @@ def _compare_arrays(reader: dict, writer: dict, path: str, out: list) -> None:  
         if in_reader and in_writer:
             out.extend(_compare(mine, theirs, where))
         elif in_writer:  # the reader reads this position with its rest schema
-            if mine is False and theirs is not False:
+            if mine is False and not _nothing(theirs):
                 out.append(
                     violation("ITEM_REMOVED_FROM_CLOSED_CONTENT_MODEL", where, "item removed")
                 )
@@ -782,7 +872,7 @@ def _compare_arrays(reader: dict, writer: dict, path: str, out: list) -> None:  
                         "item removed and the reader's other-items schema does not read it",
                     )
                 )
-        elif theirs is False or _accepts_all(mine):
+        elif _nothing(theirs) or _accepts_all(mine):
             continue
         elif _empty(theirs):
             out.append(
@@ -801,9 +891,9 @@ def _compare_arrays(reader: dict, writer: dict, path: str, out: list) -> None:  
                 )
             )
     where = f"{path}/{reader_key}"
-    if reader_rest is False and writer_rest is not False:
+    if reader_rest is False and not _nothing(writer_rest):
         out.append(violation("ADDITIONAL_ITEMS_NARROWED", where, "further items not allowed"))
-    elif writer_rest is not False and not _accepts_all(reader_rest):
+    elif not _nothing(writer_rest) and not _accepts_all(reader_rest):
         if _empty(writer_rest):
             rule = "ADDITIONAL_ITEMS_NARROWED" if reader_tuple is not None else "ITEMS_ADDED"
             out.append(violation(rule, where, "items must now match a schema"))

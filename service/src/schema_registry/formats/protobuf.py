@@ -1,7 +1,9 @@
 """Protobuf: syntax check with proto-schema-parser; wire compatibility by field numbers.
 
 Type names are resolved the way protoc does (nested scopes outward, the package, a
-leading dot for a full name), so `Status` and `.pkg.Msg.Status` are one type. Fields
+leading dot for a full name), so `Status` and `.pkg.Msg.Status` are one type, and then
+compared relative to the package that defines them (a package change breaks nothing on
+the wire; types of registered imports are compared field by field). Fields
 inside `oneof` and `map<,>` fields are compared too, and a type change is refused only
 when the wire format differs (protobuf's "Updating A Message Type" groups).
 
@@ -12,7 +14,7 @@ reads the JSON data with protobuf's JSON mapping into the file's first message.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from antlr4.error.ErrorListener import ErrorListener
@@ -194,6 +196,55 @@ def _models(document: ast.File) -> _Schema:
     return cached
 
 
+def _relative(name: str, package: str) -> str:
+    prefix = f".{package}." if package else "."
+    return name.removeprefix(prefix) if name.startswith(prefix) else name
+
+
+def _renamed(schema: _Schema, into: _Schema, names: dict[str, str]) -> None:
+    """Adds schema's messages, enums and oneofs to into under the names in names."""
+    for message, fields in schema.messages.items():
+        into.messages[names[message]] = {
+            number: replace(
+                f,
+                type=names.get(f.type, f.type),
+                map=f.map and (f.map[0], names.get(f.map[1], f.map[1])),
+            )
+            for number, f in fields.items()
+        }
+        into.oneofs[names[message]] = schema.oneofs.get(message, {})
+    into.enums.update(names[e] for e in schema.enums)
+
+
+def _comparable(document: ast.File) -> tuple[_Schema, frozenset[str]]:
+    """The file's types (and those of the registered files it imports) named relative to
+    the package that defines them, as the reference registries compare them: a package
+    change, or a type moved between packages, keeps its name. Also the file's own
+    message names (a message that moved into an import was removed from the file)."""
+    cached = getattr(document, "_registry_comparable", None)
+    if cached is not None:
+        return cached
+    schema = _models(document)
+    imported = [_models(d) for d in getattr(document, "_registry_refs", {}).values()]
+    names: dict[str, str] = {}
+    for model in (*imported, schema):  # the file's own definitions win a clash
+        for name in (*model.messages, *model.enums):
+            names[name] = _relative(name, model.package)
+    for model in (schema, *imported):  # a type the file does not define: its package off
+        for fields in model.messages.values():
+            for f in fields.values():
+                for typ in f.map or (f.type,):
+                    if typ not in _SCALARS and typ not in names:
+                        names[typ] = _relative(typ, model.package)
+    view = _Schema(package=schema.package)
+    for model in imported:
+        _renamed(model, view, names)
+    _renamed(schema, view, names)
+    cached = (view, frozenset(names[m] for m in schema.messages))
+    object.__setattr__(document, "_registry_comparable", cached)
+    return cached
+
+
 def _wire_compatible(reader: str, writer: str, reader_schema: _Schema, writer_schema: _Schema):
     if reader == writer:
         return True
@@ -212,18 +263,14 @@ def _wire_compatible(reader: str, writer: str, reader_schema: _Schema, writer_sc
 def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]]:
     """What data written with writer the reader cannot read, by field number."""
     out: list[dict[str, str]] = []
-    mine, theirs = _models(reader), _models(writer)
-    if mine.package != theirs.package:
-        out.append(
-            violation("PACKAGE_CHANGED", "/", f"package {theirs.package!r} became {mine.package!r}")
-        )
-        return out
+    (mine, mine_own), (theirs, theirs_own) = _comparable(reader), _comparable(writer)
     for message, writer_fields in theirs.messages.items():
         reader_fields = mine.messages.get(message)
         where_message = f"/{message.lstrip('.')}"
-        if reader_fields is None:
+        if message in theirs_own and message not in mine_own:
             out.append(violation("MESSAGE_REMOVED", where_message, f"{message} removed"))
-            continue
+        if reader_fields is None:
+            continue  # an imported type no longer used: its fields' users say the rest
         for number, wfield in sorted(writer_fields.items()):
             rfield = reader_fields.get(number)
             where = f"{where_message}/{number}"
