@@ -205,3 +205,36 @@ def test_benchmark_playbook_runs_as_the_readme_gives_it():
     proc = Playbooks().run("playbooks/benchmark.yml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert re.search(r"stand-in-mock: 40/40 ok", proc.stdout), proc.stdout[-3000:]
+
+
+def _alerts_firing_now(host) -> set[str]:
+    answer = probe_on(host, f"https://{address()}:9093/api/v2/alerts?active=true&silenced=false")
+    assert answer["status"] == 200, answer
+    return {a["labels"]["alertname"] for a in json.loads(answer["body"])}
+
+
+def test_status_says_what_the_bench_and_monitoring_host_serves(host):
+    """status.yml on a bench + monitoring host (issue 18): each monitoring service ready
+    (the alert inbox over https with the login), no Grafana line (grafana_enabled is
+    false here), the benchmark timer and its last run, the stand-in, the alerts firing."""
+    before = _alerts_firing_now(host)
+    proc = Playbooks().run("playbooks/status.yml", json_report=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (report,) = [
+        result["msg"]
+        for play in Playbooks.report(proc)["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"] == "Report"
+        for result in task["hosts"].values()
+    ]
+    serves = report["serves"]
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
+        assert any(re.match(rf"{name} :{port}( version \S+)? ready$", s) for s in serves), serves
+    assert "alert inbox :9095 ready" in serves, serves
+    assert not [s for s in serves if s.startswith("grafana")], serves
+    timer = r"llm benchmark timer active, next run \S.*, last run \S.* (ok|FAILED \(\S+\))$"
+    assert any(re.match(timer, s) for s in serves), serves
+    assert "stand-in llm endpoint (mock server, not a model) 127.0.0.1:18080 ready" in serves
+    firing = {line.split()[0] for line in report["alerts_firing"]}
+    assert before & _alerts_firing_now(host) <= firing, (before, report["alerts_firing"])
+    assert isinstance(report["alerts_about_this_host"], list), report

@@ -127,6 +127,25 @@ def registry_writable(registry: tuple[str, str]) -> None:
     pytest.fail(f"the registry did not take a write after the restore: {last}")
 
 
+def register_schema(registry: tuple[str, str], marker: str) -> int:
+    """A schema whose body carries the marker (ids may be handed out again after a
+    restore: a read is stale when it still returns this body)."""
+    schema = {"type": "object", "title": marker}
+    status, body = http_json(
+        "POST",
+        f"{registry[0]}/api/v1/schemas",
+        {"subject": marker, "schema_type": "JSON", "schema": schema},
+        key=registry[1],
+    )
+    assert status == 201, body
+    return body["id"]
+
+
+def serves_marker(registry: tuple[str, str], schema_id: int, marker: str) -> bool:
+    status, body = http_json("GET", f"{registry[0]}/api/v1/schemas/{schema_id}")
+    return status == 200 and marker in json.dumps(body)
+
+
 @pytest.fixture(scope="module")
 def drill_table(host):
     sql(host, "CREATE TABLE IF NOT EXISTS dr_drill (i int PRIMARY KEY, stmt_ts double precision)")
@@ -245,7 +264,12 @@ def test_restore_to_a_point_in_time_keeps_exactly_what_was_acknowledged_before_i
     write_for(host, log, 40)
     time.sleep(8)
     target = float(host.check_output("date +%s.%N"))
-    time.sleep(6)
+    time.sleep(1)
+    # A schema registered after the target, read until Redis and the workers hold it.
+    marker = f"dr.after.target.s{time.time_ns()}"
+    newer = register_schema(registry, marker)
+    assert all(serves_marker(registry, newer, marker) for _unused in range(8))
+    time.sleep(5)
     stop_writer(host, log)
     rows = acknowledged(host, log)
     before = {i for i, _unused, ack in rows if ack < target}
@@ -279,6 +303,9 @@ def test_restore_to_a_point_in_time_keeps_exactly_what_was_acknowledged_before_i
     assert before - restored == set(), f"lost acknowledged rows: {sorted(before - restored)[:20]}"
     came_back = sorted(after & restored)
     assert came_back == [], f"rows after the target came back: {came_back[:20]}"
+    # restore.yml emptied the cache too (issue 18): 0 stale reads of the newer schema.
+    stale = sum(serves_marker(registry, newer, marker) for _unused in range(40))
+    assert stale == 0, f"{stale} of 40 reads served the schema the restore removed"
 
 
 def test_latest_restore_after_a_sudden_loss_loses_at_most_the_archive_timeout(

@@ -29,6 +29,8 @@ from monitoring_web import (
     refusals,
 )
 
+from playbooks import Playbooks
+
 testinfra_hosts = ["monitoring"]
 
 REPO = Path(__file__).resolve().parents[3]
@@ -167,8 +169,22 @@ def redis_down_notes(host: testinfra.host.Host, status: str, since: int) -> set[
     return paths
 
 
+def status_reports() -> dict[str, dict]:
+    """host -> status.yml's report (its JSON callback report)."""
+    run = Playbooks().run("playbooks/status.yml", json_report=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return {
+        name: result["msg"]
+        for play in Playbooks.report(run)["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"] == "Report"
+        for name, result in task["hosts"].items()
+    }
+
+
 def test_redis_down_reaches_both_receivers_and_resolves(host: testinfra.host.Host) -> None:
-    data = other_host(inventory_groups()["cache"][0])
+    cache = inventory_groups()["cache"][0]
+    data = other_host(cache)
     before = len(notifications(host))
     with data.sudo():
         assert data.run("systemctl stop redis-server").rc == 0
@@ -178,6 +194,8 @@ def test_redis_down_reaches_both_receivers_and_resolves(host: testinfra.host.Hos
             120,
             "RedisDown firing at /oncall and /platform",
         )
+        # status.yml while it fires (issue 18), on a layout with the monitoring host alone.
+        reports = status_reports()
     finally:
         with data.sudo():
             started = data.run("systemctl start redis-server")
@@ -188,6 +206,16 @@ def test_redis_down_reaches_both_receivers_and_resolves(host: testinfra.host.Hos
         120,
         "RedisDown resolved at /oncall and /platform",
     )
+    (monitoring,) = inventory_groups()["monitoring"]
+    serves = reports[monitoring]["serves"]
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
+        assert any(s.startswith(f"{name} :{port}") and s.endswith(" ready") for s in serves), serves
+    assert "alert inbox :9095 ready" in serves, serves
+    assert any(a.startswith("RedisDown critical ") for a in reports[monitoring]["alerts_firing"])
+    # The cache host says Redis is down, and which alert fires about it.
+    assert any(s.startswith("redis :6379 ") and "NOT READY" in s for s in reports[cache]["serves"])
+    about = reports[cache]["alerts_about_this_host"]
+    assert any(a.startswith(f"RedisDown critical {cache}:") for a in about), about
 
 
 def test_the_alert_inbox_wants_tls_and_the_login_and_got_the_alert(

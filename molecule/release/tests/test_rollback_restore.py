@@ -59,8 +59,8 @@ def story(host, playbooks):
     backup = playbooks.run("playbooks/backup.yml")
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
     after = register(host, "after")
-    # Read once, so the cache holds it when the restore happens.
-    assert status_of(host, f"/api/v1/schemas/{after}") == 200
+    # Read through every instance, so Redis and the workers hold it when the restore happens.
+    assert [status_of(host, f"/api/v1/schemas/{after}") for _unused in range(8)] == [200] * 8
     refused = playbooks.run(
         "playbooks/rollback.yml",
         "-e",
@@ -111,7 +111,17 @@ def test_confirmed_restore_succeeds(story):
 
 
 def test_schema_registered_after_the_backup_is_gone(story, host):
-    assert status_of(host, f"/api/v1/schemas/{story['after']}") == 404
+    # Enough reads to reach every instance and worker behind the lb (each may have held
+    # it in Redis or its memory tier): 0 stale reads after a rollback with restore.
+    reads = [status_of(host, f"/api/v1/schemas/{story['after']}") for _unused in range(40)]
+    assert reads.count(200) == 0, f"stale reads after the rollback with restore: {reads}"
+    assert set(reads) == {404}, reads
+    body = json.dumps({"prompt": "x"})
+    validated = host.run(
+        f"{CURL} -sS -o /dev/null -w '%{{http_code}}' -X POST -H 'Content-Type: application/json' "
+        f"-H 'Authorization: Bearer {API_KEY}' -d '{body}' {LB}/api/v1/validate/{story['after']}"
+    )
+    assert validated.stdout.strip() == "404", validated.stdout + validated.stderr
 
 
 def test_schema_registered_before_the_backup_is_still_there(story, host):
