@@ -25,8 +25,8 @@ from ansible.template import trust_as_template
 
 MODULE = "llmops.registry.state_probe"
 # Keys of a templates entry: what the probe compares, plus what only the writing task
-# uses (validate, secret), so a role passes the list it loops over unchanged.
-TEMPLATE_KEYS = frozenset(("src", "dest", "owner", "group", "mode", "validate", "secret"))
+# uses (validate, secret, notify), so a role passes the list it loops over unchanged.
+TEMPLATE_KEYS = frozenset(("src", "dest", "owner", "group", "mode", "validate", "secret", "notify"))
 COMPARED_KEYS = ("owner", "group", "mode")
 
 

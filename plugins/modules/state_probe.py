@@ -81,7 +81,8 @@ options:
         compared like a O(paths) entry of state C(file) whose checksum is the SHA-1 of
         the rendered template. Rendered on the controller by the action plugin.
       - The role loops its one template task over the same list (C(src), C(dest),
-        C(owner), C(group), C(mode), C(validate)), skipping the entries in RV(in_place).
+        C(owner), C(group), C(mode), C(validate), C(notify)), skipping the entries in
+        RV(in_place).
     type: list
     elements: dict
     default: []
@@ -114,6 +115,12 @@ options:
           by the probe.
         type: bool
         default: false
+      notify:
+        description: >-
+          For the writing task only (the handlers a change of this file notifies); not
+          used by the probe.
+        type: list
+        elements: str
   units:
     description: systemd units that should be enabled and running.
     type: list
@@ -263,6 +270,7 @@ TEMPLATE_OPTIONS = {
     "mode": {"type": "str"},
     "validate": {"type": "str"},
     "secret": {"type": "bool", "default": False},
+    "notify": {"type": "list", "elements": "str"},
 }
 
 
