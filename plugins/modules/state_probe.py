@@ -21,6 +21,10 @@ description:
     checksum M(ansible.builtin.copy) and M(ansible.builtin.template) compare), owner,
     group and mode. A directory when it is one with the wanted owner, group and mode. A
     link when it points to O(paths[].src). C(absent) when nothing is at the path.
+  - O(templates) takes the list a role also loops its M(ansible.builtin.template) task
+    over. The action plugin renders each template on the controller as that task does
+    (same search path and variables) and compares the host's file with the result, so
+    one list describes each file once, for the probe and for the task.
   - A unit of O(units) is in place when its unit file state is exactly C(enabled) and it
     is C(active); a unit of O(enabled_units) when its unit file state is C(enabled).
   - When a package of O(packages) is not installed, no path or unit is reported in
@@ -71,6 +75,52 @@ options:
       src:
         description: Target of a C(link).
         type: str
+  templates:
+    description:
+      - Files written by M(ansible.builtin.template) from the role's templates, each
+        compared like a O(paths) entry of state C(file) whose checksum is the SHA-1 of
+        the rendered template. Rendered on the controller by the action plugin.
+      - The role loops its one template task over the same list (C(src), C(dest),
+        C(owner), C(group), C(mode), C(validate), C(notify)), skipping the entries in
+        RV(in_place).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      src:
+        description: >-
+          Template, found the way M(ansible.builtin.template) finds its C(src) (the
+          role's C(templates/) first).
+        type: str
+        required: true
+      dest:
+        description: Absolute path of the file on the host; the name reported in RV(in_place).
+        type: path
+        required: true
+      owner:
+        description: Owner name or uid; not compared when left out.
+        type: str
+      group:
+        description: Group name or gid; not compared when left out.
+        type: str
+      mode:
+        description: Octal mode such as C('0640'); not compared when left out.
+        type: str
+      validate:
+        description: For the writing task only (its C(validate)); not used by the probe.
+        type: str
+      secret:
+        description: >-
+          For the writing task only (C(no_log) when the file holds secrets); not used
+          by the probe.
+        type: bool
+        default: false
+      notify:
+        description: >-
+          For the writing task only (the handlers a change of this file notifies); not
+          used by the probe.
+        type: list
+        elements: str
   units:
     description: systemd units that should be enabled and running.
     type: list
@@ -83,7 +133,17 @@ options:
     default: []
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
+  action:
+    support: full
+    details: >-
+      The action plugin renders O(templates) on the controller, then runs the module
+      on the host.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: Reads only, so it runs the same way in check mode.
@@ -94,22 +154,25 @@ attributes:
     platforms: debian
 notes:
   - A path entry that cannot be checked as written (a C(file) without O(paths[].checksum),
-    a mode that is not octal) fails the task, naming the path.
+    a mode that is not octal) fails the task, naming the path; so does a O(templates)
+    entry without C(src) or C(dest), with an unknown key, or whose template is not found.
+  - The checksums and rendered templates never appear in the output; C(-v) shows the
+    paths and units checked in RV(in_place) and RV(not_in_place).
 seealso:
   - module: ansible.builtin.template
   - module: ansible.builtin.systemd_service
 """
 
 EXAMPLES = r"""
+# One list per role (vars/main.yml) drives both the probe and the writing task.
+# __redis_files:
+#   - {src: redis.conf.j2, dest: /etc/redis/redis.conf, owner: root, group: redis, mode: "0640"}
+#   - {src: users.acl.j2, dest: /etc/redis/users.acl, owner: root, group: redis, mode: "0640",
+#      secret: true}
 - name: Find what is already in place (read-only)
   llmops.registry.state_probe:
     packages: [redis-server]
-    paths:
-      - path: /etc/redis/redis.conf
-        checksum: "{{ lookup('ansible.builtin.template', 'redis.conf.j2') | hash('sha1') }}"
-        owner: root
-        group: redis
-        mode: "0640"
+    templates: "{{ __redis_files }}"
     units: [redis-server]
   register: redis_probe
 
@@ -118,14 +181,44 @@ EXAMPLES = r"""
     name: redis-server
   when: redis_probe.missing_packages | length > 0
 
-- name: Write redis.conf
+- name: Write the configuration files
   ansible.builtin.template:
-    src: redis.conf.j2
-    dest: /etc/redis/redis.conf
+    src: "{{ item.src }}"
+    dest: "{{ item.dest }}"
+    owner: "{{ item.owner }}"
+    group: "{{ item.group }}"
+    mode: "{{ item.mode }}"
+    validate: "{{ item.validate | default(omit) }}"
+  loop: "{{ __redis_files }}"
+  loop_control:
+    label: "{{ item.dest }}"
+  no_log: "{{ item.secret | default(false) }}"
+  when: item.dest not in redis_probe.in_place
+
+# A file that is not a template (here: copied from a variable) is a paths entry with
+# the checksum of its content; a folder, a link or a path that must be gone likewise.
+- name: Find what is already in place (read-only, paths entries)
+  llmops.registry.state_probe:
+    paths:
+      - path: /etc/llmops/web.yml
+        checksum: "{{ web_config | hash('sha1') }}"
+        owner: root
+        group: prometheus
+        mode: "0640"
+      - path: /etc/systemd/system/app.service.d
+        state: directory
+      - path: /etc/systemd/system/app.service.d/old.conf
+        state: absent
+  register: web_probe
+
+- name: Write the web config
+  ansible.builtin.copy:
+    content: "{{ web_config }}"
+    dest: /etc/llmops/web.yml
     owner: root
-    group: redis
+    group: prometheus
     mode: "0640"
-  when: "'/etc/redis/redis.conf' not in redis_probe.in_place"
+  when: "'/etc/llmops/web.yml' not in web_probe.in_place"
 """
 
 RETURN = r"""
@@ -167,17 +260,39 @@ PATH_OPTIONS = {
     "src": {"type": "str"},
 }
 
+# Rendered by the action plugin (plugins/action/state_probe.py), which passes them on
+# as paths entries: the module itself never receives any.
+TEMPLATE_OPTIONS = {
+    "src": {"type": "str", "required": True},
+    "dest": {"type": "path", "required": True},
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
+    "mode": {"type": "str"},
+    "validate": {"type": "str"},
+    "secret": {"type": "bool", "default": False},
+    "notify": {"type": "list", "elements": "str"},
+}
+
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "packages": {"type": "list", "elements": "str", "default": []},
             "paths": {"type": "list", "elements": "dict", "default": [], "options": PATH_OPTIONS},
+            "templates": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": TEMPLATE_OPTIONS,
+            },
             "units": {"type": "list", "elements": "str", "default": []},
             "enabled_units": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
+    if module.params["templates"]:
+        # Only reached when the module is run without its action plugin.
+        module.fail_json(msg="templates are rendered on the controller, by the action plugin")
     try:
         result = probe(
             module.params["packages"],
