@@ -122,7 +122,10 @@ def test_a_reinitialised_replica_is_restored_from_the_repository(lab_host, addre
         log = db.check_output(f"sudo journalctl -u patroni --since @{since} --no-pager -o cat")
         member = members(addresses).get(name, {})
         made = "replica has been created" in log
-        if made and member.get("state") in ("running", "streaming") and member.get("lag") == 0:
+        # Patroni's member key can still say running from before the reinit for a loop:
+        # wait until PostgreSQL itself takes connections (not "starting up") too.
+        settled = member.get("state") in ("running", "streaming") and member.get("lag") == 0
+        if made and settled and "timeline" in member and db.run("pg_isready -q").rc == 0:
             break
         time.sleep(1)
     assert "replica has been created using pgbackrest" in log, log[-3000:]
