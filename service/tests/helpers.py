@@ -153,6 +153,41 @@ def auth(key: str = API_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def reference_agreement(cases, verdicts) -> tuple[int, int, list[tuple[str, str]]]:
+    """(agreeing, counted, undeclared differences) over the verdicts the reference
+    registries publish for cases (corpus entries); verdicts(case) gives the backward and
+    forward violations this registry finds. "published" names the only direction a
+    reference gives, "reference_differs" a direction where this registry answers otherwise."""
+    agree = total = 0
+    undeclared = []
+    for case in cases:
+        backward, forward = verdicts(case)
+        differs = case.get("reference_differs", "")
+        for direction, found in (("backward", backward), ("forward", forward)):
+            if case.get("published", direction) != direction:
+                continue  # the reference publishes the other direction only
+            declared = direction in differs or differs == "both"
+            expected = (case[direction] == "incompatible") is not declared
+            total += 1
+            if bool(found) is expected:
+                agree += 1
+            elif not declared:
+                undeclared.append((case["case"], direction))
+    return agree, total, undeclared
+
+
+def assert_api_verdicts(client, old_id: int, new_id: int, case: dict) -> None:
+    """POST /api/v1/compatibility/check answers the corpus case's verdict in each direction."""
+    for mode, key in (("BACKWARD", "backward"), ("FORWARD", "forward")):
+        response = client.post(
+            "/api/v1/compatibility/check",
+            json={"schema_id": new_id, "compared_schema_id": old_id, "mode": mode},
+            headers=auth(),
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["is_compatible"] is (case[key] == "compatible"), response.json()
+
+
 class OwnPostgres:
     """A private PostgreSQL cluster for tests that stop the database."""
 

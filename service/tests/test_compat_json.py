@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import auth
+from helpers import assert_api_verdicts, auth, reference_agreement
 
 from schema_registry import compatibility
 from schema_registry.config import COMPATIBILITY_MODES, load_config
@@ -84,24 +84,10 @@ def test_corpus_rule_is_named(case):
 
 def test_agreement_with_the_reference_registries(capsys):
     """Prints the agreement rate; every difference is one the corpus declares."""
-    agree = total = 0
-    undeclared = []
-    for case in CORPUS:
-        if case["source"] != "reference":
-            continue
-        backward, forward = verdicts(case["old"], case["new"])
-        differs = case.get("reference_differs", "")
-        for direction, found in (("backward", backward), ("forward", forward)):
-            if case.get("published", direction) != direction:
-                continue  # the reference publishes the other direction only
-            expected = case[direction] == "incompatible"
-            if direction in differs or differs == "both":
-                expected = not expected
-            total += 1
-            if bool(found) is expected:
-                agree += 1
-            elif not (direction in differs or differs == "both"):
-                undeclared.append((case["case"], direction))
+    references = [case for case in CORPUS if case["source"] == "reference"]
+    agree, total, undeclared = reference_agreement(
+        references, lambda case: verdicts(case["old"], case["new"])
+    )
     rate = agree / total
     with capsys.disabled():
         print(f"\nJSON Schema agreement with reference verdicts: {agree}/{total} = {rate:.1%}")
@@ -159,14 +145,7 @@ def _register(client, schema) -> str:
 @pytest.mark.parametrize("case", SAMPLE, ids=lambda c: c["case"])
 def test_sample_through_the_api(client, case):
     old_id, new_id = _register(client, case["old"]), _register(client, case["new"])
-    for mode, key in (("BACKWARD", "backward"), ("FORWARD", "forward")):
-        response = client.post(
-            "/api/v1/compatibility/check",
-            json={"schema_id": new_id, "compared_schema_id": old_id, "mode": mode},
-            headers=auth(),
-        )
-        assert response.status_code == 200, response.text
-        assert response.json()["is_compatible"] is (case[key] == "compatible"), response.json()
+    assert_api_verdicts(client, old_id, new_id, case)
 
 
 # --- the setting ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import auth
+from helpers import assert_api_verdicts, auth, reference_agreement
 
 from schema_registry import compatibility
 from schema_registry.config import COMPATIBILITY_MODES as MODES
@@ -351,21 +351,7 @@ def test_corpus_pair(case):
 
 def test_agreement_with_the_reference_registries(capsys):
     """Prints the agreement rate; every difference is one the corpus declares."""
-    agree = total = 0
-    undeclared = []
-    for case in CORPUS:
-        backward, forward = _verdicts(case)
-        differs = case.get("reference_differs", "")
-        for direction, found in (("backward", backward), ("forward", forward)):
-            if case.get("published", direction) != direction:
-                continue  # the reference publishes the other direction only
-            declared = direction in differs or differs == "both"
-            expected = (case[direction] == "incompatible") is not declared
-            total += 1
-            if bool(found) is expected:
-                agree += 1
-            elif not declared:
-                undeclared.append((case["case"], direction))
+    agree, total, undeclared = reference_agreement(CORPUS, _verdicts)
     rate = agree / total
     with capsys.disabled():
         print(f"\nProtobuf agreement with reference verdicts: {agree}/{total} = {rate:.1%}")
@@ -392,11 +378,4 @@ def _register(client, text: str, references: dict) -> int:
 def test_sample_through_the_api(client, case):
     old_id = _register(client, case["old"], case.get("old_references", {}))
     new_id = _register(client, case["new"], case.get("new_references", {}))
-    for mode, key in (("BACKWARD", "backward"), ("FORWARD", "forward")):
-        response = client.post(
-            "/api/v1/compatibility/check",
-            json={"schema_id": new_id, "compared_schema_id": old_id, "mode": mode},
-            headers=auth(),
-        )
-        assert response.status_code == 200, response.text
-        assert response.json()["is_compatible"] is (case[key] == "compatible"), response.json()
+    assert_api_verdicts(client, old_id, new_id, case)
