@@ -309,6 +309,11 @@ async def _run_local(
     if ticker:
         ticker.cancel()
         progress(len(runner.records), total)
+    return _shard_result(runner, warm_errors, t0, cpu0)
+
+
+def _shard_result(runner: _Shard, warm_errors: int, t0: int, cpu0: float) -> dict:
+    """What a shard reports once its measured run is over."""
     return {
         "records": runner.records,
         "warmup_errors": warm_errors,
@@ -347,14 +352,7 @@ def _worker_main(conn: Connection, cfg: dict, shard: dict, prompts: list[str]) -
         cpu0 = time.process_time()
         await runner.measured(t0, deadline)
         ticker.cancel()
-        return {
-            "records": runner.records,
-            "warmup_errors": warm_errors,
-            "not_sent": runner.not_sent,
-            "connections": runner.pool.opened,
-            "elapsed_s": (time.perf_counter_ns() - t0) / 1e9,
-            "cpu_s": time.process_time() - cpu0,
-        }
+        return _shard_result(runner, warm_errors, t0, cpu0)
 
     try:
         conn.send(("done", loops.run(main(), loops.resolve(cfg["event_loop"]))))
