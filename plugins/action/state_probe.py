@@ -46,9 +46,8 @@ class ActionModule(ActionBase):
         templates = _checked("templates", args.pop("templates", None), TEMPLATE_KEYS)
         copies = _checked("copies", args.pop("copies", None), COPY_KEYS)
         try:
-            entries = [
-                _path_entry(item, self._render(item, task_vars)) for item in templates
-            ] + [_path_entry(item, self._controller_file(item["src"])) for item in copies]
+            entries = [_path_entry(item, self._render(item, task_vars)) for item in templates]
+            entries += [_path_entry(item, self._controller_file(item["src"])) for item in copies]
         except AnsibleError as err:
             raise AnsibleActionFail(to_text(err)) from err
         args["paths"] = list(args.get("paths") or []) + entries

@@ -140,7 +140,7 @@ def test_the_checksums_are_not_shown(project):
 @pytest.mark.parametrize(
     ("entry", "words"),
     [
-        ({"src": "check.sh", "dest": "/nonexistent/x", "validate": "true"}, "unknown keys validate"),
+        ({"src": "check.sh", "dest": "/nonexistent/x", "validate": "1"}, "unknown keys validate"),
         ({"src": "check.sh"}, "needs dest"),
         ({"src": "check.sh", "dest": "/nonexistent/"}, "dest must be the file's absolute path"),
         ({"src": "missing.sh", "dest": "/nonexistent/x"}, "missing.sh"),
