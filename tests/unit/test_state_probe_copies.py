@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_state_probe_templates import PLAY, REPO, _results, _run
+from test_state_probe_templates import PLAY, REPO, _results, _run, assert_refused
 
 TASKS = """
 - name: Probe before
@@ -149,10 +149,4 @@ def test_the_checksums_are_not_shown(project):
     ids=["unknown-key", "no-dest", "folder-dest", "no-file", "folder-src"],
 )
 def test_a_bad_entry_fails_the_probe_naming_it_and_writes_nothing(project, entry, words):
-    done = _run(project, "-e", json.dumps({"demo_copies": [entry]}))
-    assert done.returncode != 0
-    results = _results(done.stdout)
-    assert results["Probe before"].get("failed")
-    assert words in results["Probe before"]["msg"]
-    assert "Copy the files" not in results
-    assert list((project / "out").iterdir()) == []
+    assert_refused(project, {"demo_copies": [entry]}, words, "Copy the files")

@@ -234,10 +234,15 @@ def test_an_entrys_vars_render_one_template_once_per_instance(project):
     ids=["unknown-key", "no-src", "relative-dest", "no-template", "vars-not-a-dict"],
 )
 def test_a_bad_entry_fails_the_probe_naming_it_and_writes_nothing(project, entry, words):
-    done = _run(project, "-e", json.dumps({"demo_files": [entry]}))
+    assert_refused(project, {"demo_files": [entry]}, words, "Write the files")
+
+
+def assert_refused(project: Path, extra_vars: dict, words: str, write_task: str) -> None:
+    """The probe fails with a message holding words; the writing task never runs."""
+    done = _run(project, "-e", json.dumps(extra_vars))
     assert done.returncode != 0
     results = _results(done.stdout)
     assert results["Probe before"].get("failed")
     assert words in results["Probe before"]["msg"]
-    assert "Write the files" not in results
+    assert write_task not in results
     assert list((project / "out").iterdir()) == []
