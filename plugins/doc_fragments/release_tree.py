@@ -28,8 +28,9 @@ attributes:
     platforms: posix
 """
 
-    # The per-host lock of one release or rollback run (release, rollback).
-    LOCK = r"""
+    # The modules that switch `current` (release, rollback): the per-host lock of one run,
+    # and what diff mode shows.
+    SWITCH = r"""
 options:
   lock_timeout:
     description: >-
@@ -37,10 +38,6 @@ options:
       before failing.
     type: float
     default: 0
-"""
-
-    # What release and rollback show in diff mode.
-    DIFF = r"""
 attributes:
   diff_mode:
     support: full

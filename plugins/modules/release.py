@@ -64,8 +64,7 @@ options:
     default: []
 extends_documentation_fragment:
   - llmops.registry.release_tree
-  - llmops.registry.release_tree.lock
-  - llmops.registry.release_tree.diff
+  - llmops.registry.release_tree.switch
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -225,26 +225,14 @@ EXAMPLES = r"""
   no_log: "{{ item.secret | default(false) }}"
   when: item.dest not in redis_probe.in_place
 
-# Files copied from the controller: one list (vars/main.yml) for the probe and the copy task.
+# Files copied from the controller: one list (vars/main.yml) for the probe and a copy
+# task looped like the template task above (src, dest, owner, group, mode).
 # __app_copies:
 #   - {src: check.sh, dest: /usr/local/sbin/app-check, owner: root, group: root, mode: "0755"}
 - name: Find what is already in place (read-only, copies entries)
   llmops.registry.state_probe:
     copies: "{{ __app_copies }}"
   register: app_probe
-
-- name: Copy the files
-  ansible.builtin.copy:
-    src: "{{ item.src }}"
-    dest: "{{ item.dest }}"
-    owner: "{{ item.owner }}"
-    group: "{{ item.group }}"
-    mode: "{{ item.mode }}"
-  loop: "{{ __app_copies }}"
-  loop_control:
-    label: "{{ item.dest }}"
-  no_log: "{{ item.secret | default(false) }}"
-  when: item.dest not in app_probe.in_place
 
 # A file that is not a template (here: copied from a variable) is a paths entry with
 # the checksum of its content; a folder, a link or a path that must be gone likewise.
