@@ -1,12 +1,14 @@
 # Copyright: llmops maintainers
 # Apache License 2.0 (see LICENSE)
-"""Controller side of llmops.registry.state_probe: renders O(templates) entries.
+"""Controller side of llmops.registry.state_probe: O(templates) and O(copies) entries.
 
 A role keeps one list of its templates (src, dest, owner, group, mode) and passes it
 both to the probe and to one looped ansible.builtin.template task. This plugin renders
 each src here, the way the template action does before it copies (same search path,
 same template variables, same Jinja settings), and hands the module a O(paths) entry
 with the rendered content's SHA-1, so the probe compares what the task would write.
+O(copies) likewise for one looped ansible.builtin.copy task of controller files: the
+SHA-1 of the file the copy action would send (found the same way, vault decrypted).
 """
 
 from __future__ import annotations
@@ -24,25 +26,28 @@ from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 
 MODULE = "llmops.registry.state_probe"
-# Keys of a templates entry: what the probe compares, plus what only the writing task
-# uses (validate, secret, notify), so a role passes the list it loops over unchanged.
-TEMPLATE_KEYS = frozenset(("src", "dest", "owner", "group", "mode", "validate", "secret", "notify"))
+# Keys of an entry: what the probe compares, plus what only the writing task uses
+# (validate, secret, notify), so a role passes the list it loops over unchanged. A
+# template's vars are its extra template variables (the task's vars for that item).
+COPY_KEYS = frozenset(("src", "dest", "owner", "group", "mode", "secret", "notify"))
+TEMPLATE_KEYS = COPY_KEYS | {"validate", "vars"}
 COMPARED_KEYS = ("owner", "group", "mode")
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("packages", "paths", "units", "enabled_units", "templates"))
+    _VALID_ARGS = frozenset(("packages", "paths", "units", "enabled_units", "templates", "copies"))
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp  # not used: the module makes no temporary files
         args = dict(self._task.args)
+        templates = _checked("templates", args.pop("templates", None), TEMPLATE_KEYS)
+        copies = _checked("copies", args.pop("copies", None), COPY_KEYS)
         try:
-            entries = [
-                self._path_entry(item, task_vars) for item in _checked(args.pop("templates", None))
-            ]
+            entries = [_path_entry(item, self._render(item, task_vars)) for item in templates]
+            entries += [_path_entry(item, self._controller_file(item["src"])) for item in copies]
         except AnsibleError as err:
             raise AnsibleActionFail(to_text(err)) from err
         args["paths"] = list(args.get("paths") or []) + entries
@@ -51,20 +56,21 @@ class ActionModule(ActionBase):
         )
         return result
 
-    def _path_entry(self, item: dict, task_vars: dict) -> dict:
-        """The module's paths entry for one template: its rendered SHA-1 and attributes."""
-        rendered = self._render(item["src"], item["dest"], task_vars)
-        entry = {
-            "path": item["dest"],
-            "state": "file",
-            # sha1: the checksum ansible's copy and template compare
-            "checksum": hashlib.sha1(rendered, usedforsecurity=False).hexdigest(),
-        }
-        entry.update({key: str(item[key]) for key in COMPARED_KEYS if item.get(key) is not None})
-        return entry
+    def _controller_file(self, src: str) -> bytes:
+        """The bytes ansible.builtin.copy sends for src: the role's files/ first, decrypted."""
+        source = self._find_needle("files", src)
+        if os.path.isdir(source):
+            raise AnsibleActionFail(f"copies entry {src!r}: src is a folder, not a file")
+        real = self._loader.get_real_file(source, decrypt=True)
+        try:
+            with open(real, "rb") as handle:
+                return handle.read()
+        finally:
+            self._loader.cleanup_tmp_file(real)
 
-    def _render(self, src: str, dest: str, task_vars: dict) -> bytes:
-        """The bytes ansible.builtin.template writes for src (its default Jinja settings)."""
+    def _render(self, item: dict, task_vars: dict) -> bytes:
+        """The bytes ansible.builtin.template writes for item (its default Jinja settings)."""
+        src, dest = item["src"], item["dest"]
         source = self._find_needle("templates", src)
         data = trust_as_template(self._loader.get_text_file_contents(source))
         # The template action's search path: each search path entry's templates/ first.
@@ -76,6 +82,7 @@ class ActionModule(ActionBase):
         ]:
             searchpath += [os.path.join(folder, "templates"), folder]
         variables = dict(task_vars)
+        variables.update(item.get("vars") or {})
         variables.update(
             _template_vars(src, source, dest, include_managed="ansible_managed" not in task_vars)
         )
@@ -89,31 +96,44 @@ class ActionModule(ActionBase):
         )
 
 
-def _checked(templates) -> list[dict]:
-    """The templates entries, or a clear error naming the first one that is wrong."""
-    if templates is None:
+def _path_entry(item: dict, content: bytes) -> dict:
+    """The module's paths entry for one file: the SHA-1 of its content and attributes."""
+    entry = {
+        "path": item["dest"],
+        "state": "file",
+        # sha1: the checksum ansible's copy and template compare
+        "checksum": hashlib.sha1(content, usedforsecurity=False).hexdigest(),
+    }
+    entry.update({key: str(item[key]) for key in COMPARED_KEYS if item.get(key) is not None})
+    return entry
+
+
+def _checked(option: str, entries, keys: frozenset) -> list[dict]:
+    """The option's entries, or a clear error naming the first one that is wrong."""
+    if entries is None:
         return []
-    if not isinstance(templates, list):
-        raise AnsibleActionFail(
-            f"templates must be a list of dicts, not {type(templates).__name__}"
-        )
-    for item in templates:
+    if not isinstance(entries, list):
+        raise AnsibleActionFail(f"{option} must be a list of dicts, not {type(entries).__name__}")
+    for item in entries:
         if not isinstance(item, dict):
-            raise AnsibleActionFail(f"templates entry {item!r} is not a dict")
-        unknown = sorted(set(item) - TEMPLATE_KEYS)
+            raise AnsibleActionFail(f"{option} entry {item!r} is not a dict")
+        unknown = sorted(set(item) - keys)
         if unknown:
             raise AnsibleActionFail(
-                f"templates entry {item.get('dest', item)!r}: unknown keys {', '.join(unknown)}"
-                f" (known: {', '.join(sorted(TEMPLATE_KEYS))})"
+                f"{option} entry {item.get('dest', item)!r}: unknown keys {', '.join(unknown)}"
+                f" (known: {', '.join(sorted(keys))})"
             )
         for key in ("src", "dest"):
             if not isinstance(item.get(key), str) or not item[key]:
-                raise AnsibleActionFail(f"templates entry {item!r} needs {key}")
-        if not os.path.isabs(item["dest"]):
+                raise AnsibleActionFail(f"{option} entry {item!r} needs {key}")
+        # The name reported in in_place is dest itself: a folder ("dir/") would not match.
+        if not os.path.isabs(item["dest"]) or item["dest"].endswith("/"):
             raise AnsibleActionFail(
-                f"templates entry {item['dest']!r}: dest must be an absolute path"
+                f"{option} entry {item['dest']!r}: dest must be the file's absolute path"
             )
-    return templates
+        if not isinstance(item.get("vars", {}), dict):
+            raise AnsibleActionFail(f"{option} entry {item['dest']!r}: vars must be a dict")
+    return entries
 
 
 def _template_vars(path: str, fullpath: str, dest: str, include_managed: bool) -> dict:

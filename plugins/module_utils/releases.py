@@ -48,6 +48,13 @@ METADATA_FILE = "release.json"
 PACKAGE_NAME = "schema-registry"
 HISTORY_LENGTH = 50
 
+# Options of the modules on a release tree (release, rollback, release_lock), documented
+# once in plugins/doc_fragments/release_tree.py.
+RELEASE_TREE_ARGS: dict[str, dict[str, Any]] = {
+    "path": {"type": "path", "default": "/opt/schema-registry"},
+}
+LOCK_ARGS: dict[str, dict[str, Any]] = {"lock_timeout": {"type": "float", "default": 0}}
+
 # Semantic version (https://semver.org) without build metadata; no path characters.
 VERSION_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"

@@ -32,10 +32,6 @@ description:
 author:
   - llmops maintainers (!UNKNOWN)
 options:
-  path:
-    description: Root of the release tree.
-    type: path
-    default: /opt/schema-registry
   version:
     description: Semantic version of the release, for example V(1.2.3). Must match the artifact.
     type: str
@@ -66,22 +62,14 @@ options:
     type: list
     elements: str
     default: []
-  lock_timeout:
-    description: Seconds to wait for another run's lock before failing.
-    type: float
-    default: 0
 extends_documentation_fragment:
+  - llmops.registry.release_tree
+  - llmops.registry.release_tree.switch
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: Verifies the artifact and reports what would be installed, switched and pruned.
-  diff_mode:
-    support: full
-    details: Shows the target of C(current) and the release list before and after.
-  platform:
-    support: full
-    platforms: posix
 requirements:
   - Python 3 with the C(venv) module on the managed host (Debian package C(python3-venv)).
 seealso:
@@ -168,12 +156,16 @@ from ansible_collections.llmops.registry.plugins.module_utils.release_actions im
     finish_module,
     perform_release,
 )
+from ansible_collections.llmops.registry.plugins.module_utils.releases import (  # noqa: E402
+    LOCK_ARGS,
+    RELEASE_TREE_ARGS,
+)
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "path", "default": "/opt/schema-registry"},
+            **RELEASE_TREE_ARGS,
             "version": {"type": "str", "required": True},
             "artifact": {"type": "path", "required": True},
             "checksum": {"type": "str"},
@@ -181,7 +173,7 @@ def main() -> None:
             "switch": {"type": "bool", "default": True},
             "python": {"type": "path", "default": "/usr/bin/python3"},
             "protect": {"type": "list", "elements": "str", "default": []},
-            "lock_timeout": {"type": "float", "default": 0},
+            **LOCK_ARGS,
         },
         supports_check_mode=True,
     )

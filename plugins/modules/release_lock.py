@@ -31,10 +31,6 @@ options:
     type: str
     choices: [controller, query, acquired, released]
     default: query
-  path:
-    description: Root of the release tree on the registry host.
-    type: path
-    default: /opt/schema-registry
   playbook:
     description: Name of the playbook, recorded in the holder (O(state=controller)).
     type: str
@@ -55,6 +51,7 @@ options:
     elements: str
     default: []
 extends_documentation_fragment:
+  - llmops.registry.release_tree
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -62,9 +59,6 @@ attributes:
     details: Reports whether the lock would be taken; a held lock still fails.
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
 seealso:
   - module: llmops.registry.release
   - module: llmops.registry.rollback
@@ -117,6 +111,7 @@ from ansible_collections.llmops.registry.plugins.module_utils.release_lock impor
     holder_is_dead,
 )
 from ansible_collections.llmops.registry.plugins.module_utils.releases import (  # noqa: E402
+    RELEASE_TREE_ARGS,
     ReleaseError,
 )
 
@@ -129,7 +124,7 @@ def main() -> None:
                 "choices": ["controller", "query", "acquired", "released"],
                 "default": "query",
             },
-            "path": {"type": "path", "default": "/opt/schema-registry"},
+            **RELEASE_TREE_ARGS,
             "playbook": {"type": "str", "default": ""},
             "holders": {"type": "list", "elements": "raw", "default": []},
             "holder": {"type": "dict"},

@@ -23,29 +23,17 @@ description:
 author:
   - llmops maintainers (!UNKNOWN)
 options:
-  path:
-    description: Root of the release tree.
-    type: path
-    default: /opt/schema-registry
   version:
     description: Release to switch to. When omitted, the previous release.
     type: str
-  lock_timeout:
-    description: Seconds to wait for another run's lock before failing.
-    type: float
-    default: 0
 extends_documentation_fragment:
+  - llmops.registry.release_tree
+  - llmops.registry.release_tree.switch
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: Reports the release it would switch to and changes nothing.
-  diff_mode:
-    support: full
-    details: Shows the target of C(current) and the release list before and after.
-  platform:
-    support: full
-    platforms: posix
 seealso:
   - module: llmops.registry.release
 """
@@ -93,14 +81,18 @@ from ansible_collections.llmops.registry.plugins.module_utils.release_actions im
     finish_module,
     perform_rollback,
 )
+from ansible_collections.llmops.registry.plugins.module_utils.releases import (  # noqa: E402
+    LOCK_ARGS,
+    RELEASE_TREE_ARGS,
+)
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "path", "default": "/opt/schema-registry"},
+            **RELEASE_TREE_ARGS,
             "version": {"type": "str"},
-            "lock_timeout": {"type": "float", "default": 0},
+            **LOCK_ARGS,
         },
         supports_check_mode=True,
     )

@@ -24,7 +24,8 @@ description:
   - O(templates) takes the list a role also loops its M(ansible.builtin.template) task
     over. The action plugin renders each template on the controller as that task does
     (same search path and variables) and compares the host's file with the result, so
-    one list describes each file once, for the probe and for the task.
+    one list describes each file once, for the probe and for the task. O(copies) does
+    the same for a looped M(ansible.builtin.copy) task of files from the controller.
   - A unit of O(units) is in place when its unit file state is exactly C(enabled) and it
     is C(active); a unit of O(enabled_units) when its unit file state is C(enabled).
   - When a package of O(packages) is not installed, no path or unit is reported in
@@ -63,13 +64,13 @@ options:
         type: str
         choices: [sha1, sha256]
         default: sha1
-      owner:
+      owner: &owner
         description: Owner name or uid; not compared when left out.
         type: str
-      group:
+      group: &group
         description: Group name or gid; not compared when left out.
         type: str
-      mode:
+      mode: &mode
         description: Octal mode such as C('0640'); not compared when left out.
         type: str
       src:
@@ -93,34 +94,62 @@ options:
           role's C(templates/) first).
         type: str
         required: true
-      dest:
-        description: Absolute path of the file on the host; the name reported in RV(in_place).
+      dest: &dest
+        description: >-
+          Absolute path of the file on the host (not a folder); the name reported in
+          RV(in_place).
         type: path
         required: true
-      owner:
-        description: Owner name or uid; not compared when left out.
-        type: str
-      group:
-        description: Group name or gid; not compared when left out.
-        type: str
-      mode:
-        description: Octal mode such as C('0640'); not compared when left out.
-        type: str
+      owner: *owner
+      group: *group
+      mode: *mode
       validate:
         description: For the writing task only (its C(validate)); not used by the probe.
         type: str
-      secret:
+      vars:
+        description:
+          - Extra template variables for this entry, as the writing task gives them with
+            its C(vars) (for one template written once per instance, say).
+          - >-
+            The task names them itself (C(vars) of a task cannot come from the loop item),
+            for example C(vars: {app_instance: "{{ item.vars.app_instance }}"}).
+        type: dict
+      secret: &secret
         description: >-
           For the writing task only (C(no_log) when the file holds secrets); not used
           by the probe.
         type: bool
         default: false
-      notify:
+      notify: &notify
         description: >-
           For the writing task only (the handlers a change of this file notifies); not
           used by the probe.
         type: list
         elements: str
+  copies:
+    description:
+      - Files written by M(ansible.builtin.copy) from the controller, each compared like a
+        O(paths) entry of state C(file) whose checksum is the SHA-1 of the controller's
+        file. Read on the controller by the action plugin (a vault-encrypted file
+        decrypted, as the copy action does).
+      - The role loops its one copy task over the same list, skipping the entries in
+        RV(in_place).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      src:
+        description: >-
+          File on the controller, found the way M(ansible.builtin.copy) finds its C(src)
+          (the role's C(files/) first, or an absolute path). A file, not a folder.
+        type: str
+        required: true
+      dest: *dest
+      owner: *owner
+      group: *group
+      mode: *mode
+      secret: *secret
+      notify: *notify
   units:
     description: systemd units that should be enabled and running.
     type: list
@@ -138,8 +167,8 @@ attributes:
   action:
     support: full
     details: >-
-      The action plugin renders O(templates) on the controller, then runs the module
-      on the host.
+      The action plugin renders O(templates) and reads O(copies) on the controller,
+      then runs the module on the host.
   async:
     support: none
   bypass_host_loop:
@@ -155,7 +184,8 @@ attributes:
 notes:
   - A path entry that cannot be checked as written (a C(file) without O(paths[].checksum),
     a mode that is not octal) fails the task, naming the path; so does a O(templates)
-    entry without C(src) or C(dest), with an unknown key, or whose template is not found.
+    or O(copies) entry without C(src) or C(dest), with an unknown key, or whose template
+    or file is not found.
   - The checksums and rendered templates never appear in the output; C(-v) shows the
     paths and units checked in RV(in_place) and RV(not_in_place).
 seealso:
@@ -194,6 +224,15 @@ EXAMPLES = r"""
     label: "{{ item.dest }}"
   no_log: "{{ item.secret | default(false) }}"
   when: item.dest not in redis_probe.in_place
+
+# Files copied from the controller: one list (vars/main.yml) for the probe and a copy
+# task looped like the template task above (src, dest, owner, group, mode).
+# __app_copies:
+#   - {src: check.sh, dest: /usr/local/sbin/app-check, owner: root, group: root, mode: "0755"}
+- name: Find what is already in place (read-only, copies entries)
+  llmops.registry.state_probe:
+    copies: "{{ __app_copies }}"
+  register: app_probe
 
 # A file that is not a template (here: copied from a variable) is a paths entry with
 # the checksum of its content; a folder, a link or a path that must be gone likewise.
@@ -248,30 +287,28 @@ from ansible_collections.llmops.registry.plugins.module_utils.state_probe import
     probe,
 )
 
+ATTRIBUTE_OPTIONS = {"owner": {"type": "str"}, "group": {"type": "str"}, "mode": {"type": "str"}}
+
 PATH_OPTIONS = {
     "path": {"type": "path", "required": True},
     "state": {"type": "str", "choices": ["file", "directory", "link", "absent"], "default": "file"},
     # A file may hold secrets: its checksum is kept out of the output and logs.
     "checksum": {"type": "str", "no_log": True},
     "checksum_algorithm": {"type": "str", "choices": ["sha1", "sha256"], "default": "sha1"},
-    "owner": {"type": "str"},
-    "group": {"type": "str"},
-    "mode": {"type": "str"},
+    **ATTRIBUTE_OPTIONS,
     "src": {"type": "str"},
 }
 
-# Rendered by the action plugin (plugins/action/state_probe.py), which passes them on
-# as paths entries: the module itself never receives any.
-TEMPLATE_OPTIONS = {
+# Read by the action plugin (plugins/action/state_probe.py), which passes them on as
+# paths entries: the module itself never receives any.
+COPY_OPTIONS = {
     "src": {"type": "str", "required": True},
     "dest": {"type": "path", "required": True},
-    "owner": {"type": "str"},
-    "group": {"type": "str"},
-    "mode": {"type": "str"},
-    "validate": {"type": "str"},
+    **ATTRIBUTE_OPTIONS,
     "secret": {"type": "bool", "default": False},
     "notify": {"type": "list", "elements": "str"},
 }
+TEMPLATE_OPTIONS = {**COPY_OPTIONS, "validate": {"type": "str"}, "vars": {"type": "dict"}}
 
 
 def main() -> None:
@@ -285,14 +322,17 @@ def main() -> None:
                 "default": [],
                 "options": TEMPLATE_OPTIONS,
             },
+            "copies": {"type": "list", "elements": "dict", "default": [], "options": COPY_OPTIONS},
             "units": {"type": "list", "elements": "str", "default": []},
             "enabled_units": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
-    if module.params["templates"]:
+    if module.params["templates"] or module.params["copies"]:
         # Only reached when the module is run without its action plugin.
-        module.fail_json(msg="templates are rendered on the controller, by the action plugin")
+        module.fail_json(
+            msg="templates and copies are read on the controller, by the action plugin"
+        )
     try:
         result = probe(
             module.params["packages"],

@@ -32,6 +32,8 @@ TASKS = """
     src: "{{ item.src }}"
     dest: "{{ item.dest }}"
     mode: "{{ item.mode }}"
+  vars:
+    demo_instance: "{{ item.vars.demo_instance | default(none) }}"
   loop: "{{ demo_files }}"
   loop_control:
     label: "{{ item.dest }}"
@@ -191,21 +193,56 @@ def test_the_checksums_are_not_shown(project):
     assert digest not in json.dumps(probes)
 
 
+def test_an_entrys_vars_render_one_template_once_per_instance(project):
+    out = project / "out"
+    (project / "roles" / "demo" / "templates" / "instance.env.j2").write_text(
+        "NAME={{ demo_instance.name }}\nPORT={{ demo_instance.port + demo_port }}\n"
+    )
+    files = [
+        {
+            "src": "instance.env.j2",
+            "dest": str(out / f"instance-{name}.env"),
+            "mode": "0640",
+            "vars": {"demo_instance": {"name": name, "port": port}},
+        }
+        for name, port in (("a", 8080), ("b", 8081))
+    ]
+    both = [str(out / "instance-a.env"), str(out / "instance-b.env")]
+    extra = ("-e", json.dumps({"demo_files": files}))
+    first = run(project, *extra)
+    assert sorted(first["Probe before"]["not_in_place"]) == both
+    assert (out / "instance-b.env").read_text() == "NAME=b\nPORT=8082\n"
+    assert sorted(first["Probe after"]["in_place"]) == both
+    assert sorted(run(project, *extra)["Probe before"]["in_place"]) == both
+
+    # Another instance's value changes that instance's file only.
+    files[1]["vars"]["demo_instance"]["port"] = 9000
+    moved = run(project, "-e", json.dumps({"demo_files": files}))
+    assert moved["Probe before"]["not_in_place"] == [str(out / "instance-b.env")]
+    assert (out / "instance-b.env").read_text() == "NAME=b\nPORT=9001\n"
+
+
 @pytest.mark.parametrize(
     ("entry", "words"),
     [
         ({"src": "app.conf.j2", "dest": "/nonexistent/x", "colour": "red"}, "unknown keys colour"),
         ({"dest": "/nonexistent/x"}, "needs src"),
-        ({"src": "app.conf.j2", "dest": "relative/x"}, "dest must be an absolute path"),
+        ({"src": "app.conf.j2", "dest": "relative/x"}, "dest must be the file's absolute path"),
         ({"src": "missing.j2", "dest": "/nonexistent/x"}, "missing.j2"),
+        ({"src": "app.conf.j2", "dest": "/nonexistent/x", "vars": [1]}, "vars must be a dict"),
     ],
-    ids=["unknown-key", "no-src", "relative-dest", "no-template"],
+    ids=["unknown-key", "no-src", "relative-dest", "no-template", "vars-not-a-dict"],
 )
 def test_a_bad_entry_fails_the_probe_naming_it_and_writes_nothing(project, entry, words):
-    done = _run(project, "-e", json.dumps({"demo_files": [entry]}))
+    assert_refused(project, {"demo_files": [entry]}, words, "Write the files")
+
+
+def assert_refused(project: Path, extra_vars: dict, words: str, write_task: str) -> None:
+    """The probe fails with a message holding words; the writing task never runs."""
+    done = _run(project, "-e", json.dumps(extra_vars))
     assert done.returncode != 0
     results = _results(done.stdout)
     assert results["Probe before"].get("failed")
     assert words in results["Probe before"]["msg"]
-    assert "Write the files" not in results
+    assert write_task not in results
     assert list((project / "out").iterdir()) == []
