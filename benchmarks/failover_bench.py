@@ -167,6 +167,45 @@ def ssh(inv: dict, host: str, command: str) -> subprocess.CompletedProcess:
     )
 
 
+# Log lines that date the steps of a failover: etcd's own leader election, the lock
+# seen gone, the check of the former leader's REST API, the race and the promotion.
+_TIMELINE_WORDS = (
+    "elected leader|lost leader|became leader|lease|Lock owner|no action|"
+    "Request failed|Got response|acquir|promot|leader race|healthiest|"
+    "following a different|sync|database system is ready|end of recovery|selected new"
+)
+
+
+def survivor_log(inv: dict, hosts: list[str], fault_at: float) -> dict[str, list[str]]:
+    """journalctl lines of patroni and etcd on each host from 2 s before the fault to 40 s
+    after it, filtered to the steps of a failover (at most 80 lines per host)."""
+    logs = {}
+    for host in hosts:
+        done = ssh(
+            inv,
+            host,
+            f"sudo journalctl -u patroni -u etcd -o short-precise --no-pager "
+            f"--since @{int(fault_at) - 2} --until @{int(fault_at) + 40} "
+            f"| grep -iE '{_TIMELINE_WORDS}' | head -n 80",
+        )
+        logs[host] = done.stdout.splitlines() or [f"(no log: rc {done.returncode})"]
+    return logs
+
+
+def first_ok_after(writes_ok: list, writes_failed: list, fault_at: float) -> dict:
+    """Seconds after the fault of the first failed write, the last failed one and the
+    first acknowledged write after the failures (the start of each attempt)."""
+    failed = sorted(t for t in writes_failed if t >= fault_at - 1)
+    if not failed:
+        return {}
+    later_ok = [t for t, _unused in writes_ok if t > failed[0]]
+    return {
+        "first_failed_s": round(failed[0] - fault_at, 2),
+        "last_failed_s": round(failed[-1] - fault_at, 2),
+        "first_ok_after_s": round(min(later_ok) - fault_at, 2) if later_ok else None,
+    }
+
+
 def load_instances(path: Path) -> dict:
     import yaml  # the controller venv has it (ansible)  # noqa: PLC0415 - yaml only when reading the instance file
 
@@ -221,15 +260,20 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
                 capture_output=True,
             )
             others = [h for h in db_hosts if h != primary]
-            extra["new_primary_after_s"] = round(
-                wait_for(
-                    "a new primary",
-                    lambda: primary_of(inv, others, args.cafile) != "none",
-                    90,
+            # Keyword arguments are evaluated in order: when labctl's kill returned (the
+            # new primary is timed from then), then the wait.
+            extra.update(
+                kill_returned_after_s=round(time.time() - fault_at, 2),
+                new_primary_after_s=round(
+                    wait_for(
+                        "a new primary",
+                        lambda: primary_of(inv, others, args.cafile) != "none",
+                        90,
+                    ),
+                    2,
                 ),
-                2,
+                primary_after=primary_of(inv, others, args.cafile),
             )
-            extra["primary_after"] = primary_of(inv, others, args.cafile)
         elif name == "switchover":
             done = subprocess.run(  # noqa: S603 - argument list, no shell: lab tools on lab hosts
                 [  # noqa: S607 - psql/ssh/ansible-playbook/python3 from PATH, as an operator runs them
@@ -259,6 +303,9 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
             thread.join()
         summary = load.finish() if load else None
     if name == "kill_primary":
+        # Where the seconds went: the survivors' Patroni and etcd log lines around the
+        # fault (the lab hosts share the controller's clock), read before the old one boots.
+        extra["survivor_log"] = survivor_log(inv, [h for h in db_hosts if h != primary], fault_at)
         subprocess.run(  # noqa: S603 - argument list, no shell: lab tools on lab hosts
             ["python3", str(ROOT / "lab/labctl.py"), "boot", "--lab", args.lab, "--host", primary],  # noqa: S607 - psql/ssh/ansible-playbook/python3 from PATH, as an operator runs them
             check=True,
@@ -297,6 +344,9 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
         "lb_writes_failed": len(lb_writes_failed),
         "lb_lost_acknowledged_writes": lost_lb,
         "lb_write_unavailability_s": unavailability(lb_writes_ok, lb_writes_failed, fault_at),
+        "db_write_timeline": first_ok_after(log.writes_ok, log.writes_failed, fault_at),
+        "lb_write_timeline": first_ok_after(lb_writes_ok, lb_writes_failed, fault_at),
+        "fault_at": round(fault_at, 3),
         **extra,
     }
 
