@@ -133,13 +133,22 @@ def wait_for(what: str, check, timeout: float) -> float:
 
 
 def unavailability(writes_ok: list, writes_failed: list, fault_at: float) -> float:
-    """Seconds from the first failed write at/after the fault to the next acknowledged one."""
+    """Seconds of the longest stretch without an acknowledged write around failures at or
+    after the fault: for each failed attempt, from the last acknowledged attempt that
+    started before it to the first that started after it (start times). A write that
+    slipped through just before the host died does not end the outage early."""
     failed = sorted(t for t in writes_failed if t >= fault_at - 1)
     if not failed:
         return 0.0
-    later_ok = [t for t, _unused in writes_ok if t > failed[0]]
-    end = min(later_ok) if later_ok else max(failed)
-    return round(end - failed[0], 2)
+    ok = sorted(t for t, _unused in writes_ok)
+    longest = 0.0
+    for at in failed:
+        before = [t for t in ok if t < at]
+        after = [t for t in ok if t > at]
+        start = max(before) if before else at
+        end = min(after) if after else max(failed)
+        longest = max(longest, end - start)
+    return round(longest, 2)
 
 
 def ssh(inv: dict, host: str, command: str) -> subprocess.CompletedProcess:
@@ -165,6 +174,53 @@ def ssh(inv: dict, host: str, command: str) -> subprocess.CompletedProcess:
         timeout=120,
         check=False,
     )
+
+
+# Log lines that date the steps of a failover: etcd's own leader election, the lock
+# seen gone, the check of the former leader's REST API, the race and the promotion.
+_TIMELINE_WORDS = (
+    "lost leader|elected leader|became leader|Lock owner|Request failed|Got response|"
+    "acquir|promot|healthiest|following a different|synchronous standby|"
+    "redo done|selected new timeline|restored log file|archive recovery complete|"
+    "ready to accept|Selected new etcd"
+)
+
+
+def survivor_log(inv: dict, hosts: list[str], fault_at: float) -> dict[str, list[str]]:
+    """journalctl lines of patroni and etcd on each host from 2 s before the fault to 40 s
+    after it, filtered to the steps of a failover (at most 150 lines per host)."""
+    logs = {}
+    for host in hosts:
+        done = ssh(
+            inv,
+            host,
+            f"sudo journalctl -u patroni -u etcd -o short-precise --no-pager "
+            f"--since @{int(fault_at) - 2} --until @{int(fault_at) + 40} "
+            f"| grep -iE '{_TIMELINE_WORDS}' | head -n 150",
+        )
+        logs[host] = done.stdout.splitlines() or [f"(no log: rc {done.returncode})"]
+    return logs
+
+
+def write_timeline(writes_ok: list, writes_failed: list, fault_at: float) -> dict:
+    """Seconds after the fault (attempt start times) of the first and the last failed
+    write, of the first acknowledged write after the first failure and of the first one
+    after the last failure (the end of the outage)."""
+    failed = sorted(t for t in writes_failed if t >= fault_at - 1)
+    if not failed:
+        return {}
+    ok = [t for t, _unused in writes_ok]
+
+    def first_ok(after: float) -> float | None:
+        later = [t for t in ok if t > after]
+        return round(min(later) - fault_at, 2) if later else None
+
+    return {
+        "first_failed_s": round(failed[0] - fault_at, 2),
+        "last_failed_s": round(failed[-1] - fault_at, 2),
+        "first_ok_after_first_failed_s": first_ok(failed[0]),
+        "first_ok_after_last_failed_s": first_ok(failed[-1]),
+    }
 
 
 def load_instances(path: Path) -> dict:
@@ -221,15 +277,20 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
                 capture_output=True,
             )
             others = [h for h in db_hosts if h != primary]
-            extra["new_primary_after_s"] = round(
-                wait_for(
-                    "a new primary",
-                    lambda: primary_of(inv, others, args.cafile) != "none",
-                    90,
+            # Keyword arguments are evaluated in order: when labctl's kill returned (the
+            # new primary is timed from then), then the wait.
+            extra.update(
+                kill_returned_after_s=round(time.time() - fault_at, 2),
+                new_primary_after_s=round(
+                    wait_for(
+                        "a new primary",
+                        lambda: primary_of(inv, others, args.cafile) != "none",
+                        90,
+                    ),
+                    2,
                 ),
-                2,
+                primary_after=primary_of(inv, others, args.cafile),
             )
-            extra["primary_after"] = primary_of(inv, others, args.cafile)
         elif name == "switchover":
             done = subprocess.run(  # noqa: S603 - argument list, no shell: lab tools on lab hosts
                 [  # noqa: S607 - psql/ssh/ansible-playbook/python3 from PATH, as an operator runs them
@@ -259,6 +320,9 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
             thread.join()
         summary = load.finish() if load else None
     if name == "kill_primary":
+        # Where the seconds went: the survivors' Patroni and etcd log lines around the
+        # fault (the lab hosts share the controller's clock), read before the old one boots.
+        extra["survivor_log"] = survivor_log(inv, [h for h in db_hosts if h != primary], fault_at)
         subprocess.run(  # noqa: S603 - argument list, no shell: lab tools on lab hosts
             ["python3", str(ROOT / "lab/labctl.py"), "boot", "--lab", args.lab, "--host", primary],  # noqa: S607 - psql/ssh/ansible-playbook/python3 from PATH, as an operator runs them
             check=True,
@@ -297,6 +361,9 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
         "lb_writes_failed": len(lb_writes_failed),
         "lb_lost_acknowledged_writes": lost_lb,
         "lb_write_unavailability_s": unavailability(lb_writes_ok, lb_writes_failed, fault_at),
+        "db_write_timeline": write_timeline(log.writes_ok, log.writes_failed, fault_at),
+        "lb_write_timeline": write_timeline(lb_writes_ok, lb_writes_failed, fault_at),
+        "fault_at": round(fault_at, 3),
         **extra,
     }
 
