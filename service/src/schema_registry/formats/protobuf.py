@@ -261,7 +261,10 @@ def _wire_compatible(reader: str, writer: str, reader_schema: _Schema, writer_sc
 
 
 def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]]:
-    """What data written with writer the reader cannot read, by field number."""
+    """What data written with writer the reader cannot read, by field number; plus the
+    two changes protobuf's language guide forbids whichever side reads (a required field
+    removed or relaxed, a number's singular <-> repeated label), so they break both
+    directions, as in the reference registries."""
     out: list[dict[str, str]] = []
     (mine, mine_own), (theirs, theirs_own) = _comparable(reader), _comparable(writer)
     for message, writer_fields in theirs.messages.items():
@@ -274,6 +277,17 @@ def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]
         for number, wfield in sorted(writer_fields.items()):
             rfield = reader_fields.get(number)
             where = f"{where_message}/{number}"
+            if wfield.label == "required" and (rfield is None or rfield.label != "required"):
+                # proto2's "required is forever" (language guide): a reader that no longer
+                # requires it is fine itself, but the writers that follow it break every
+                # reader that still does; Confluent flags the removal in BACKWARD too.
+                out.append(
+                    violation(
+                        "REQUIRED_FIELD_REMOVED",
+                        where,
+                        f"{wfield.name} is no longer required (required is forever)",
+                    )
+                )
             if rfield is None:
                 if wfield.oneof is not None:
                     out.append(
@@ -324,13 +338,14 @@ def _compare_field(
         )
     reader_repeated = rfield.label == "repeated"
     writer_repeated = wfield.label == "repeated"
-    if writer_repeated and not reader_repeated and rfield.type in _NUMERIC | mine.enums:
-        # Packed repeated numbers are not read by a singular numeric field.
-        out.append(
-            violation(
-                "FIELD_NUMERIC_LABEL_CHANGED", where, f"repeated {wfield.name} became singular"
-            )
-        )
+    numeric = rfield.type in _NUMERIC | mine.enums or wfield.type in _NUMERIC | theirs.enums
+    if writer_repeated != reader_repeated and numeric:
+        # Packed repeated numbers are not read by a singular numeric field; the language
+        # guide calls singular <-> repeated unsafe for numbers (bools, enums too) either
+        # way, as both reference registries do: the repeated reader of singular data is
+        # fine itself, the writers that follow it break singular readers.
+        change = "became singular" if writer_repeated else "became repeated"
+        out.append(violation("FIELD_NUMERIC_LABEL_CHANGED", where, f"{wfield.name} {change}"))
     if rfield.label == "required" and wfield.label != "required":
         out.append(violation("REQUIRED_ADDED", where, f"{rfield.name} became required"))
 
