@@ -351,26 +351,39 @@ def _compare_field(
 
 
 def _compare_oneofs(message: str, mine: _Schema, theirs: _Schema, where: str, out: list) -> None:
+    """A reader oneof breaks when the writer could set two of its fields at once: two
+    plain fields moved into it, a plain field joining members of a writer oneof, or
+    members of two writer oneofs merged. A renamed oneof is no change (the wire has no
+    oneof names)."""
     writer_fields = theirs.messages[message]
-    writer_groups = theirs.oneofs.get(message, {})
     for group, numbers in mine.oneofs.get(message, {}).items():
-        moved = sorted(n for n in numbers if n in writer_fields and writer_fields[n].oneof != group)
-        if not moved:
-            continue
-        if group in writer_groups:
-            out.append(
-                violation(
-                    "FIELD_MOVED_TO_EXISTING_ONEOF",
-                    f"{where}/{moved[0]}",
-                    f"fields {moved} moved into the existing oneof {group}",
-                )
-            )
-        elif len(moved) > 1:
+        known = sorted(n for n in numbers if n in writer_fields)
+        moved = [n for n in known if writer_fields[n].oneof is None]
+        sources = {writer_fields[n].oneof for n in known} - {None}
+        if len(moved) > 1:
             out.append(
                 violation(
                     "MULTIPLE_FIELDS_MOVED_TO_ONEOF",
                     f"{where}/{moved[0]}",
-                    f"fields {moved} moved into one new oneof {group}: data may set several",
+                    f"fields {moved} moved into one oneof {group}: data may set several",
+                )
+            )
+        elif moved and sources:
+            out.append(
+                violation(
+                    "FIELD_MOVED_TO_EXISTING_ONEOF",
+                    f"{where}/{moved[0]}",
+                    f"fields {moved} moved into the oneof {group} beside members of "
+                    f"{', '.join(sorted(sources))}: data may set both",
+                )
+            )
+        elif len(sources) > 1:
+            out.append(
+                violation(
+                    "MULTIPLE_FIELDS_MOVED_TO_ONEOF",
+                    f"{where}/{known[0]}",
+                    f"oneofs {', '.join(sorted(sources))} merged into {group}: data may set "
+                    "one member of each",
                 )
             )
 
