@@ -114,8 +114,16 @@ CASES = [
         'syntax = "proto2";\nmessage M { optional int32 a = 1; }',
         'syntax = "proto2";\nmessage M { optional int32 a = 1; required int32 b = 2; }',
         True,
-        False,
+        True,  # forward: the old reader reads data with a required field removed
         "REQUIRED_ADDED",
+    ),
+    (
+        "optional field removed (proto2)",
+        'syntax = "proto2";\nmessage M { optional int32 a = 1; optional int32 b = 2; }',
+        'syntax = "proto2";\nmessage M { optional int32 a = 1; }',
+        False,
+        False,
+        None,
     ),
     (
         "field moved into a new oneof",
@@ -139,6 +147,30 @@ CASES = [
         msg("oneof c { string a = 1; int32 b = 2; }"),
         True,
         False,
+        "FIELD_MOVED_TO_EXISTING_ONEOF",
+    ),
+    (
+        "oneof renamed",
+        msg("oneof c { string a = 1; int32 b = 2; }"),
+        msg("oneof d { string a = 1; int32 b = 2; }"),
+        False,
+        False,
+        None,
+    ),
+    (
+        "two oneofs merged",
+        msg("oneof c { string a = 1; } oneof d { int32 b = 2; }"),
+        msg("oneof e { string a = 1; int32 b = 2; }"),
+        True,
+        False,
+        "MULTIPLE_FIELDS_MOVED_TO_ONEOF",
+    ),
+    (
+        "field moved out of a oneof",
+        msg("oneof c { string a = 1; int32 b = 2; }"),
+        msg("string a = 1; oneof c { int32 b = 2; }"),
+        False,
+        True,
         "FIELD_MOVED_TO_EXISTING_ONEOF",
     ),
     (
@@ -212,16 +244,24 @@ CASES = [
         one("int32", "repeated"),
         one("int32"),
         True,
-        False,
+        True,
         "FIELD_NUMERIC_LABEL_CHANGED",
     ),
     (
         "singular int32 to repeated",
         one("int32"),
         one("int32", "repeated"),
-        False,
+        True,
         True,
         "FIELD_NUMERIC_LABEL_CHANGED",
+    ),
+    (
+        "repeated message to singular",
+        msg("message S {} repeated S f = 1;"),
+        msg("message S {} S f = 1;"),
+        False,
+        False,
+        None,
     ),
     ("optional to singular", one("int32", "optional"), one("int32"), False, False, None),
     (
@@ -275,9 +315,92 @@ def test_protobuf_pair(case):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_protobuf_modes(mode):
-    old, new = one("int32", "repeated"), one("int32")
+    old, new = msg("string a = 1;", "message Old {}\n"), msg("string a = 1;")
     found = compatibility.check(protobuf, mode, protobuf.parse(new), [("1", protobuf.parse(old))])
     assert bool(found) is (mode != "NONE" and not mode.startswith("FORWARD"))
+
+
+# Rules that follow protobuf's language guide and the reference registries in both
+# directions, though the reader of one direction reads the data itself: each change and
+# its reverse break BACKWARD and FORWARD, under the rule named per direction.
+PROTO2 = 'syntax = "proto2";\nmessage M {{ optional int32 a = 1; {} }}'
+BOTH_WAYS = [
+    # (case, old, new, rule BACKWARD, rule FORWARD)
+    (
+        "required field removed",
+        PROTO2.format("required string b = 2;"),
+        PROTO2.format(""),
+        "REQUIRED_FIELD_REMOVED",
+        "REQUIRED_ADDED",
+    ),
+    (
+        "required field added",
+        PROTO2.format(""),
+        PROTO2.format("required string b = 2;"),
+        "REQUIRED_ADDED",
+        "REQUIRED_FIELD_REMOVED",
+    ),
+    (
+        "required relaxed to optional",
+        PROTO2.format("required string b = 2;"),
+        PROTO2.format("optional string b = 2;"),
+        "REQUIRED_FIELD_REMOVED",
+        "REQUIRED_ADDED",
+    ),
+    (
+        "optional int32 to repeated",
+        one("int32", "optional"),
+        one("int32", "repeated"),
+        "FIELD_NUMERIC_LABEL_CHANGED",
+        "FIELD_NUMERIC_LABEL_CHANGED",
+    ),
+    (
+        "repeated double to singular",
+        one("double", "repeated"),
+        one("double"),
+        "FIELD_NUMERIC_LABEL_CHANGED",
+        "FIELD_NUMERIC_LABEL_CHANGED",
+    ),
+    (
+        "singular enum to repeated",
+        msg("enum E { A = 0; } E f = 1;"),
+        msg("enum E { A = 0; } repeated E f = 1;"),
+        "FIELD_NUMERIC_LABEL_CHANGED",
+        "FIELD_NUMERIC_LABEL_CHANGED",
+    ),
+    (
+        "singular bool to repeated",
+        one("bool"),
+        one("bool", "repeated"),
+        "FIELD_NUMERIC_LABEL_CHANGED",
+        "FIELD_NUMERIC_LABEL_CHANGED",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BOTH_WAYS, ids=[c[0] for c in BOTH_WAYS])
+@pytest.mark.parametrize("mode", ["BACKWARD", "FORWARD"])
+def test_protobuf_rule_in_each_direction(case, mode):
+    _name, old, new, backward_rule, forward_rule = case
+    found = compatibility.check(protobuf, mode, protobuf.parse(new), [("1", protobuf.parse(old))])
+    rule = backward_rule if mode == "BACKWARD" else forward_rule
+    assert rule in {v["rule"] for v in found}, found
+    assert {v["direction"] for v in found} == {mode.lower()}, found
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (one("string", "optional"), one("string", "repeated")),  # string reads either
+        (msg("message S {} S f = 1;"), msg("message S {} repeated S f = 1;")),
+        (PROTO2.format("optional string b = 2;"), PROTO2.format("")),  # not required
+        (one("int32", "optional"), one("int32")),  # presence only
+    ],
+)
+@pytest.mark.parametrize("mode", ["BACKWARD", "FORWARD"])
+def test_protobuf_label_changes_that_stay_compatible(old, new, mode):
+    found = compatibility.check(protobuf, mode, protobuf.parse(new), [("1", protobuf.parse(old))])
+    assert found == []
 
 
 def test_protobuf_count(capsys):
@@ -356,7 +479,7 @@ def test_agreement_with_the_reference_registries(capsys):
     with capsys.disabled():
         print(f"\nProtobuf agreement with reference verdicts: {agree}/{total} = {rate:.1%}")
     assert not undeclared
-    assert rate >= 0.95  # a floor under the figure service/README.md gives
+    assert rate >= 0.98  # a floor under the figure service/README.md gives
 
 
 def _register(client, text: str, references: dict) -> int:

@@ -310,9 +310,20 @@ def _strip(schema: dict, known: frozenset[str] | None = None) -> dict:
     return schema
 
 
+def _common_types(first: Any, second: Any) -> list[str]:
+    """The JSON types two `type` values both allow (an integer is a number)."""
+    mine = {first} if isinstance(first, str) else set(first)
+    theirs = {second} if isinstance(second, str) else set(second)
+    both = mine & theirs
+    if ("integer" in mine and "number" in theirs) or ("number" in mine and "integer" in theirs):
+        both.add("integer")
+    return sorted(both)
+
+
 def _merge(into: dict, other: Any) -> dict | bool:
     """allOf: one schema holding what both say (properties, required, types, bounds
-    combined; for another keyword both hold, the first one's value stays)."""
+    combined; disjoint types: false; for another keyword both hold, the first one's
+    value stays)."""
     if other is True:
         return into
     if other is False:
@@ -328,10 +339,7 @@ def _merge(into: dict, other: Any) -> dict | bool:
         elif key == "required" and isinstance(value, list):
             into[key] = sorted(set(into[key]) | set(value))
         elif key == "type":
-            mine = {into[key]} if isinstance(into[key], str) else set(into[key])
-            theirs = {value} if isinstance(value, str) else set(value)
-            both = mine & theirs or mine
-            into[key] = sorted(both)
+            into[key] = _common_types(into[key], value)
         elif key in ("minimum", "exclusiveMinimum", *_SIZE_LOWER) and _number(value):
             into[key] = max(into[key], value) if _number(into[key]) else value
         elif key in ("maximum", "exclusiveMaximum", *_SIZE_UPPER) and _number(value):
@@ -340,7 +348,8 @@ def _merge(into: dict, other: Any) -> dict | bool:
             into[key] = [v for v in into[key] if v in value]
         elif key == "allOf":
             into[key] = [*into[key], *value]
-    return into
+    # Two disjoint types: no document has both, nothing is valid.
+    return False if into.get("type") == [] else into
 
 
 def _single_branch(schema: dict) -> dict:

@@ -261,7 +261,10 @@ def _wire_compatible(reader: str, writer: str, reader_schema: _Schema, writer_sc
 
 
 def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]]:
-    """What data written with writer the reader cannot read, by field number."""
+    """What data written with writer the reader cannot read, by field number; plus the
+    two changes protobuf's language guide forbids whichever side reads (a required field
+    removed or relaxed, a number's singular <-> repeated label), so they break both
+    directions, as in the reference registries."""
     out: list[dict[str, str]] = []
     (mine, mine_own), (theirs, theirs_own) = _comparable(reader), _comparable(writer)
     for message, writer_fields in theirs.messages.items():
@@ -274,6 +277,17 @@ def reader_rejections(reader: ast.File, writer: ast.File) -> list[dict[str, str]
         for number, wfield in sorted(writer_fields.items()):
             rfield = reader_fields.get(number)
             where = f"{where_message}/{number}"
+            if wfield.label == "required" and (rfield is None or rfield.label != "required"):
+                # proto2's "required is forever" (language guide): a reader that no longer
+                # requires it is fine itself, but the writers that follow it break every
+                # reader that still does; Confluent flags the removal in BACKWARD too.
+                out.append(
+                    violation(
+                        "REQUIRED_FIELD_REMOVED",
+                        where,
+                        f"{wfield.name} is no longer required (required is forever)",
+                    )
+                )
             if rfield is None:
                 if wfield.oneof is not None:
                     out.append(
@@ -324,38 +338,52 @@ def _compare_field(
         )
     reader_repeated = rfield.label == "repeated"
     writer_repeated = wfield.label == "repeated"
-    if writer_repeated and not reader_repeated and rfield.type in _NUMERIC | mine.enums:
-        # Packed repeated numbers are not read by a singular numeric field.
-        out.append(
-            violation(
-                "FIELD_NUMERIC_LABEL_CHANGED", where, f"repeated {wfield.name} became singular"
-            )
-        )
+    numeric = rfield.type in _NUMERIC | mine.enums or wfield.type in _NUMERIC | theirs.enums
+    if writer_repeated != reader_repeated and numeric:
+        # Packed repeated numbers are not read by a singular numeric field; the language
+        # guide calls singular <-> repeated unsafe for numbers (bools, enums too) either
+        # way, as both reference registries do: the repeated reader of singular data is
+        # fine itself, the writers that follow it break singular readers.
+        change = "became singular" if writer_repeated else "became repeated"
+        out.append(violation("FIELD_NUMERIC_LABEL_CHANGED", where, f"{wfield.name} {change}"))
     if rfield.label == "required" and wfield.label != "required":
         out.append(violation("REQUIRED_ADDED", where, f"{rfield.name} became required"))
 
 
 def _compare_oneofs(message: str, mine: _Schema, theirs: _Schema, where: str, out: list) -> None:
+    """A reader oneof breaks when the writer could set two of its fields at once: two
+    plain fields moved into it, a plain field joining members of a writer oneof, or
+    members of two writer oneofs merged. A renamed oneof is no change (the wire has no
+    oneof names)."""
     writer_fields = theirs.messages[message]
-    writer_groups = theirs.oneofs.get(message, {})
     for group, numbers in mine.oneofs.get(message, {}).items():
-        moved = sorted(n for n in numbers if n in writer_fields and writer_fields[n].oneof != group)
-        if not moved:
-            continue
-        if group in writer_groups:
-            out.append(
-                violation(
-                    "FIELD_MOVED_TO_EXISTING_ONEOF",
-                    f"{where}/{moved[0]}",
-                    f"fields {moved} moved into the existing oneof {group}",
-                )
-            )
-        elif len(moved) > 1:
+        known = sorted(n for n in numbers if n in writer_fields)
+        moved = [n for n in known if writer_fields[n].oneof is None]
+        sources = {writer_fields[n].oneof for n in known} - {None}
+        if len(moved) > 1:
             out.append(
                 violation(
                     "MULTIPLE_FIELDS_MOVED_TO_ONEOF",
                     f"{where}/{moved[0]}",
-                    f"fields {moved} moved into one new oneof {group}: data may set several",
+                    f"fields {moved} moved into one oneof {group}: data may set several",
+                )
+            )
+        elif moved and sources:
+            out.append(
+                violation(
+                    "FIELD_MOVED_TO_EXISTING_ONEOF",
+                    f"{where}/{moved[0]}",
+                    f"fields {moved} moved into the oneof {group} beside members of "
+                    f"{', '.join(sorted(sources))}: data may set both",
+                )
+            )
+        elif len(sources) > 1:
+            out.append(
+                violation(
+                    "MULTIPLE_FIELDS_MOVED_TO_ONEOF",
+                    f"{where}/{known[0]}",
+                    f"oneofs {', '.join(sorted(sources))} merged into {group}: data may set "
+                    "one member of each",
                 )
             )
 
