@@ -185,7 +185,9 @@ def listeners(hosts: dict[str, object], wanted: dict[str, set[int]]) -> Iterator
                 continue
             with host.sudo():
                 host.check_output(
-                    "systemd-run --unit llmops-fwtest-listen --property=Type=exec "
+                    # --collect: stopped by a signal it ends "failed"; without it the
+                    # unit would stay loaded and the next run on this lab could not start it.
+                    "systemd-run --unit llmops-fwtest-listen --collect --property=Type=exec "
                     "python3 -c %s " + " ".join(str(p) for p in missing),
                     _LISTEN,
                 )
