@@ -175,6 +175,23 @@ def masters(addresses: list[str], secrets: dict) -> list[str]:
     return [a for a in addresses if replication(a, secrets).get("role") == "master"]
 
 
+def kill_under_load(args, secrets: dict, work: Path, name: str, victim: str) -> tuple[Load, float]:
+    """Load through the VIP, settle, then kill the victim's host: (the load, the kill's
+    monotonic time)."""
+    load = Load(
+        args.vip,
+        work,
+        name,
+        secrets["api_key"],
+        args.max_load_seconds,
+        cafile=inventory_cafile(args.inventory),
+    )
+    time.sleep(args.settle)
+    killed = time.monotonic()
+    labctl("kill", args.lab, victim)
+    return load, killed
+
+
 def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
     caches = group(inv, "cache")
     by_address = {addresses[h]: h for h in caches}
@@ -184,17 +201,7 @@ def redis_drill(args, inv, secrets, addresses, work: Path) -> dict:
     master = found[0]
     victim = by_address[master]
     survivors = [addresses[h] for h in caches if h != victim]
-    load = Load(
-        args.vip,
-        work,
-        "redis",
-        secrets["api_key"],
-        args.max_load_seconds,
-        cafile=inventory_cafile(args.inventory),
-    )
-    time.sleep(args.settle)
-    killed = time.monotonic()
-    labctl("kill", args.lab, victim)
+    load, killed = kill_under_load(args, secrets, work, "redis", victim)
 
     def promoted() -> str | None:
         now = masters(survivors, secrets)
@@ -301,17 +308,7 @@ def lb_drill(args, inv, secrets, addresses, work: Path) -> dict:
         raise SystemExit(f"expected one lb host holding the address, found {holders}")
     victim = holders[0]
     others = [h for h in lbs if h != victim]
-    load = Load(
-        args.vip,
-        work,
-        "lb",
-        secrets["api_key"],
-        args.max_load_seconds,
-        cafile=inventory_cafile(args.inventory),
-    )
-    time.sleep(args.settle)
-    killed = time.monotonic()
-    labctl("kill", args.lab, victim)
+    load, killed = kill_under_load(args, secrets, work, "lb", victim)
     taken = wait_for(
         lambda: next(
             (h for h in others if vrrp(addresses[h]).get("keepalived_vrrp_master") == 1), None
