@@ -23,8 +23,8 @@ POSTGRES_CONF = "/etc/postgresql/15/main/conf.d/50-llmops.conf"
 
 # By hand, on the hosts: one change of each kind the probes compare.
 DRIFT = {
-    "cache1": ["chmod 0644 /etc/redis/redis.conf"],
-    "db1": [
+    "data1": [
+        "chmod 0644 /etc/redis/redis.conf",
         f"echo '# changed by hand' >> {POSTGRES_CONF}",
         "systemctl stop prometheus-node-exporter",
     ],
@@ -59,10 +59,10 @@ def test_drift_is_put_back(repair):
     changed = " | ".join(Playbooks.changed_tasks(repair))
     for task in ("Write redis.conf", "Write the tuning and listen settings", "Write haproxy.cfg"):
         assert task in changed, changed
-    db, cache, lb, registry = _host("db1"), _host("cache1"), _host("lb1"), _host("registry1")
-    assert cache.file("/etc/redis/redis.conf").mode == 0o640
-    assert "changed by hand" not in db.file(POSTGRES_CONF).content_string
-    assert db.service("prometheus-node-exporter").is_running
+    data, lb, registry = _host("data1"), _host("lb1"), _host("registry1")
+    assert data.file("/etc/redis/redis.conf").mode == 0o640
+    assert "changed by hand" not in data.file(POSTGRES_CONF).content_string
+    assert data.service("prometheus-node-exporter").is_running
     assert lb.file("/etc/haproxy/haproxy.cfg").group == "haproxy"
     pinned = registry.file("/etc/schema-registry/instance-a.env").content_string
     assert "CHANGED_BY_HAND" not in pinned

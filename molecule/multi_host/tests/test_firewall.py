@@ -30,18 +30,18 @@ def test_every_port_is_open_exactly_to_its_sources(outcomes):
     assert firewall_checks.mismatches(table, seen) == []
     # The table is not trivially closed: each kind of case is there.
     ids = {c.id for c in table if c.expected == "open"}
-    for case in ("lb1->registry1:8081", "registry2->db1:5432", "registry1->cache1:6379"):
+    for case in ("lb1->registry1:8081", "registry2->data1:5432", "registry1->data1:6379"):
         assert case in ids
 
 
 def test_registry_hosts_reach_only_what_they_need(outcomes):
     _table, seen = outcomes
-    # HAProxy's front end is open to everyone: db1 gets in, registry1 may not go out.
-    assert seen["db1->lb1:8080"] == "open"
+    # HAProxy's front end is open to everyone: data1 gets in, registry1 may not go out.
+    assert seen["data1->lb1:8080"] == "open"
     assert seen["registry1->lb1:8080"] in firewall_checks.CLOSED
     # The instances only from the load balancer, not from the other registry host.
     assert seen["registry2->registry1:8081"] in firewall_checks.CLOSED
-    assert seen["db1->registry1:8082"] in firewall_checks.CLOSED
+    assert seen["data1->registry1:8082"] in firewall_checks.CLOSED
 
 
 def test_the_controller_is_an_admin_network_and_nothing_more(lab):

@@ -10,6 +10,7 @@ they print (issues 18, 15).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -17,20 +18,32 @@ import uuid
 from pathlib import Path
 
 import pytest
+import testinfra
+import testinfra.utils.ansible_runner
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from dashboard_checks import query_result
 from lab_http import http_json
-from lab_inventory import host_vars as _vars
-from lab_inventory import hosts as _hosts
-from lab_inventory import node as _node
 
 from playbooks import Playbooks
 
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent")
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 VERBOSE = ("-vvv", "--diff")
 # Every verbose run's output, for the secret check at the end of this module.
 OUTPUTS: dict[str, str] = {}
+
+
+def _hosts(group: str) -> list[str]:
+    return RUNNER.get_hosts(group)
+
+
+def _vars(host: str) -> dict:
+    return RUNNER.get_variables(host)
+
+
+def _node(name: str):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
 
 
 def _run(name: str, playbook: str, *args: str, json_report: bool = False) -> str:
@@ -106,15 +119,6 @@ def test_status_shows_what_each_host_serves(status_after_backup):
     for host in _hosts("lb"):
         report = _status_of(host, status_after_backup)
         assert f"backend servers UP {servers}/{servers}" in report, report
-    # The monitoring stack and the benchmarks, each on a host of its own.
-    for host in _hosts("monitoring"):
-        report = _status_of(host, status_after_backup)
-        for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
-            assert re.search(rf"{name} :{port}( version \S+)? ready$", report, re.M), report
-    for host in _hosts("bench"):
-        report = _status_of(host, status_after_backup)
-        assert "stand-in llm endpoint (mock server, not a model)" in report, report
-        assert "llm benchmark timer active" in report, report
 
 
 def test_status_shows_the_disk_of_root_only(status_after_backup):
@@ -148,22 +152,6 @@ def test_a_restore_leaves_no_stale_schema_in_the_cache():
     assert set(reads) == {404}, reads
     validated = http_json("POST", f"{_lb_url()}/api/v1/validate/{gone}", {"prompt": "x"})
     assert validated[0] == 404, validated
-
-
-def test_benchmark_runs_as_the_readme_gives_it():
-    # The bench host measures its stand-in endpoint and pushes the merged result to the
-    # Pushgateway of the monitoring host: each on a host of its own.
-    output = _run("benchmark", "benchmark.yml")
-    ok = re.search(r"stand-in-mock: (\d+)/(\d+) ok", output)
-    assert ok and ok.group(1) == ok.group(2) and int(ok.group(1)) > 0, output[-3000:]
-    # Pushgateway (monitoring host) -> Prometheus, read from the controller (an admin
-    # network). Not on a lab host: a password on a command line lands in its journal.
-    prometheus = f"https://{_vars(_hosts('monitoring')[0])['ansible_host']}:9090"
-    expr = 'sum(llm_requests_total{status="success"})'
-    deadline = time.monotonic() + 90  # a scrape every 15 s
-    while not (found := query_result(prometheus, expr)) or float(found[0]["value"][1]) <= 0:
-        assert time.monotonic() < deadline, f"no successful LLM requests in Prometheus: {found}"
-        time.sleep(3)
 
 
 def _secrets() -> dict[str, str]:
