@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_state_probe_templates import PLAY, REPO, _results, _run, assert_refused
+from test_state_probe_templates import PLAY, REPO, _results, _run, assert_refused, run
 
 TASKS = """
 - name: Probe before
@@ -65,12 +65,6 @@ def project(tmp_path: Path) -> Path:
     (role / "vars" / "main.yml").write_text(json.dumps({"demo_copies": copies}))
     (tmp_path / "play.yml").write_text(PLAY)
     return tmp_path
-
-
-def run(project: Path, *args: str) -> dict:
-    done = _run(project, *args)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return _results(done.stdout)
 
 
 def test_the_controller_files_checksum_is_the_one_of_the_file_the_copy_task_writes(project):
