@@ -13,8 +13,10 @@ rm -f "$logs"/*.result
 
 run_one() {
   local scenario=$1 start=$SECONDS rc
-  timeout --kill-after=60 "$scenario_timeout" molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1
-  rc=$?
+  # Each log line starts with the seconds since the scenario started: where its time goes.
+  timeout --kill-after=60 "$scenario_timeout" molecule test -s "$scenario" 2>&1 \
+    | while IFS= read -r line; do printf '%5d %s\n' "$(( SECONDS - start ))" "$line"; done >"$logs/$scenario.log"
+  rc=${PIPESTATUS[0]}
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     echo "=== TIMEOUT $scenario: stopped after $scenario_timeout s" >>"$logs/$scenario.log"
     python3 lab/labctl.py down --lab "$scenario" >>"$logs/$scenario.log" 2>&1
@@ -28,7 +30,7 @@ run_one() {
     tail -n 120 "$logs/$scenario.log"
     # CI keeps only the end of the output: repeat the failed tasks and tests last.
     echo "=== FAIL $scenario: failed tasks and tests"
-    sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario.log" \
+    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *[0-9]* //' "$logs/$scenario.log" \
       | grep -E -A4 'fatal: |\[ERROR\]: |^FAILED |^E  ' | head -n 60
   fi
 }

@@ -2,7 +2,7 @@
 
 Each role asks llmops.registry.state_probe once which of its packages, files and units
 are already as wanted and skips only their tasks: drift in a file's content, mode or
-group, or a stopped unit, must make the probe send the task in again. (test_no_op.py
+group, or a stopped unit, must make the probe send the task in again. (test_converge_again.py
 checks the other side: after a converge no probed task runs.)
 """
 

@@ -1,6 +1,10 @@
 """A converge that finds nothing to do changes nothing and runs none of the tasks the
 roles' state probes can skip.
 
+This is the scenario's idempotence check (the scenarios that link it leave Molecule's
+idempotence step out: it would be the same second run). Its name sorts it before every
+verify test that runs the deploy again, so it is the run right after converge.
+
 Each role asks llmops.registry.state_probe once which of its packages, files and units
 are already as wanted and skips their tasks. After a converge every probe must prove
 everything in place: a probe entry that no longer describes its task would make that
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-# molecule/shared, found from this file's real place (multi_host links it).
+# molecule/shared, found from this file's real place (other scenarios link it).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from playbooks import PROJECT, Playbooks
 

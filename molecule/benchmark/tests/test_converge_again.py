@@ -1,0 +1,1 @@
+../../all_in_one/tests/test_converge_again.py

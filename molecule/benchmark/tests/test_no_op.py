@@ -1,1 +1,0 @@
-../../all_in_one/tests/test_no_op.py
