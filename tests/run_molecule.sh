@@ -11,6 +11,12 @@ logs=.cache/molecule-logs
 mkdir -p "$logs"
 rm -f "$logs"/*.result
 
+# The failed Ansible tasks and pytest tests of a scenario's log, without colours or times.
+failures() {
+  sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *[0-9]* //' "$logs/$1.log" \
+    | grep -E -A4 'fatal: |\[ERROR\]: |^FAILED |^E  |^=== TIMEOUT' | head -n "${2:-60}"
+}
+
 run_one() {
   local scenario=$1 start=$SECONDS rc
   # Each log line starts with the seconds since the scenario started: where its time goes.
@@ -28,18 +34,23 @@ run_one() {
     echo "fail $(( SECONDS - start ))" >"$logs/$scenario.result"
     echo "=== FAIL $scenario ($(( SECONDS - start )) s): last lines of $logs/$scenario.log"
     tail -n 120 "$logs/$scenario.log"
-    # CI keeps only the end of the output: repeat the failed tasks and tests last.
     echo "=== FAIL $scenario: failed tasks and tests"
-    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *[0-9]* //' "$logs/$scenario.log" \
-      | grep -E -A4 'fatal: |\[ERROR\]: |^FAILED |^E  ' | head -n 60
+    failures "$scenario"
   fi
 }
-export -f run_one
-scenario_timeout=${MOLECULE_TIMEOUT:-1800}
+export -f run_one failures
+scenario_timeout=${MOLECULE_TIMEOUT:-2400}
 export logs scenario_timeout
 
 printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
 
+# CI keeps only the end of the output: every failed scenario's failures once more, last.
+for scenario in "$@"; do
+  if ! grep -q '^pass' "$logs/$scenario.result" 2>/dev/null; then
+    echo "=== FAILED $scenario ($(cut -d' ' -f2 "$logs/$scenario.result" 2>/dev/null) s):"
+    failures "$scenario" 30
+  fi
+done
 passed=$(grep -l '^pass' "$logs"/*.result 2>/dev/null | wc -l)
 failed=$(( $# - passed ))
 echo "molecule: $passed passed, $failed failed"
