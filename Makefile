@@ -15,7 +15,7 @@ LABCTL    := python3 lab/labctl.py
 LAB_HOSTS ?= --host registry1:registry --host registry2:registry --host data1:db,cache \
              --host lb1:lb --host mon1:monitoring,bench
 # Longest first, so two at a time finish together.
-SCENARIOS ?= release disaster_recovery all_in_one multi_host monitoring benchmark data_stores lab_smoke
+SCENARIOS ?= release disaster_recovery all_in_one multi_host monitoring data_stores lab_smoke
 MOLECULE_JOBS ?= 3
 
 APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \

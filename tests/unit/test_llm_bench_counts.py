@@ -400,7 +400,7 @@ def test_tls_against_a_plain_http_port_says_so():
 
 
 def test_the_mock_can_be_slowed_for_the_next_requests_only(base_url):
-    """The alert drill of the benchmark scenario: POST /mock/config."""
+    """The alert drill of the monitoring scenario: POST /mock/config."""
     import urllib.request  # noqa: PLC0415
 
     body = json.dumps({"override": {"ttft_ms": 1500}, "requests": 2}).encode()

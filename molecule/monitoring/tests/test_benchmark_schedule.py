@@ -15,6 +15,7 @@ import time
 
 import yaml
 from dashboard_checks import panel_queries, prometheus_api, queries_without_data, wait_for
+from lab_inventory import hosts
 from monitoring_web import WRONG_PASSWORD, probe_on
 
 from playbooks import Playbooks
@@ -33,8 +34,11 @@ SLOW = {"override": {"ttft_ms": 6000}, "requests": 8}  # one wave at concurrency
 
 
 def address() -> str:
+    """The bench host's address; it is the monitoring host too (Prometheus, Pushgateway)."""
+    (bench,) = hosts("bench")
+    assert bench in hosts("monitoring")
     with open(os.environ["MOLECULE_INSTANCE_CONFIG"], encoding="utf-8") as handle:
-        (found,) = [i["address"] for i in yaml.safe_load(handle) if i["instance"] == "bench1"]
+        (found,) = [i["address"] for i in yaml.safe_load(handle) if i["instance"] == bench]
     return found
 
 
@@ -220,12 +224,12 @@ def test_status_says_what_the_bench_and_monitoring_host_serves(host):
     before = _alerts_firing_now(host)
     proc = Playbooks().run("playbooks/status.yml", json_report=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (bench,) = hosts("bench")
     (report,) = [
-        result["msg"]
+        task["hosts"][bench]["msg"]
         for play in Playbooks.report(proc)["plays"]
         for task in play["tasks"]
-        if task["task"]["name"] == "Report"
-        for result in task["hosts"].values()
+        if task["task"]["name"] == "Report" and bench in task["hosts"]
     ]
     serves = report["serves"]
     for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
