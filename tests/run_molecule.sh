@@ -39,7 +39,7 @@ run_one() {
   fi
 }
 export -f run_one failures
-scenario_timeout=${MOLECULE_TIMEOUT:-2400}
+scenario_timeout=${MOLECULE_TIMEOUT:-3600}
 export logs scenario_timeout
 
 printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
