@@ -14,9 +14,10 @@ LABCTL    := python3 lab/labctl.py
 # one monitoring host that also runs the scheduled benchmarks.
 LAB_HOSTS ?= --host registry1:registry --host registry2:registry --host data1:db,cache \
              --host lb1:lb --host mon1:monitoring,bench
-# Longest first, so two at a time finish together.
+# Longest first, so the lanes (MOLECULE_JOBS at a time) finish together.
 SCENARIOS ?= release disaster_recovery all_in_one multi_host monitoring data_stores lab_smoke
 MOLECULE_JOBS ?= 3
+RUN_MOLECULE = bash tests/run_molecule.sh $(MOLECULE_JOBS) $(SCENARIOS)
 
 APT_PACKAGES := systemd-container debootstrap iptables iproute2 openssh-client rsync \
                 postgresql redis-server redis-sentinel haproxy prometheus prometheus-alertmanager \
@@ -108,13 +109,13 @@ service-test: ## The registry service's tests against real PostgreSQL and Redis
 	service/.venv/bin/pytest -q service/tests
 
 molecule: venv ## Every Molecule scenario on lab hosts ($(MOLECULE_JOBS) at a time, logs in .cache/molecule-logs)
-	@bash tests/run_molecule.sh $(MOLECULE_JOBS) $(SCENARIOS)
+	@$(RUN_MOLECULE)
 
 # The tests with timeouts in them (unit, lab, service) run first on a quiet machine; lint
 # has none, so it runs beside the Molecule scenarios (their ansible runs leave a core
 # idle now and then). Molecule's summary, with any failures, comes last.
 test: deps venv unit rules-test lab-test service-test ## Everything CI runs (installs what it needs first)
-	@mkdir -p .cache; bash tests/run_molecule.sh $(MOLECULE_JOBS) $(SCENARIOS) >.cache/molecule.out 2>&1 & molecule=$$!; \
+	@mkdir -p .cache; $(RUN_MOLECULE) >.cache/molecule.out 2>&1 & molecule=$$!; \
 	$(MAKE) --no-print-directory -o $(BIN)/ansible-playbook lint; lint=$$?; \
 	echo "=== lint done (exit $$lint), waiting for the Molecule scenarios"; \
 	wait $$molecule; scenarios=$$?; cat .cache/molecule.out; \

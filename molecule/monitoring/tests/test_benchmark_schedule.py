@@ -9,13 +9,11 @@ The tests run in file order and build on each other (one lab, one timeline)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 
-import yaml
 from dashboard_checks import panel_queries, prometheus_api, queries_without_data, wait_for
-from lab_inventory import hosts
+from lab_inventory import host_vars, hosts
 from monitoring_web import WRONG_PASSWORD, probe_on
 
 from playbooks import Playbooks
@@ -37,9 +35,7 @@ def address() -> str:
     """The bench host's address; it is the monitoring host too (Prometheus, Pushgateway)."""
     (bench,) = hosts("bench")
     assert bench in hosts("monitoring")
-    with open(os.environ["MOLECULE_INSTANCE_CONFIG"], encoding="utf-8") as handle:
-        (found,) = [i["address"] for i in yaml.safe_load(handle) if i["instance"] == bench]
-    return found
+    return host_vars(bench)["ansible_host"]
 
 
 def prometheus_url() -> str:

@@ -10,7 +10,6 @@ they print (issues 18, 15).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -18,32 +17,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-import testinfra
-import testinfra.utils.ansible_runner
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from lab_http import http_json
+from lab_inventory import host_vars, hosts, node
 
 from playbooks import Playbooks
 
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "/nonexistent")
-RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 VERBOSE = ("-vvv", "--diff")
 # Every verbose run's output, for the secret check at the end of this module.
 OUTPUTS: dict[str, str] = {}
-
-
-def _hosts(group: str) -> list[str]:
-    return RUNNER.get_hosts(group)
-
-
-def _vars(host: str) -> dict:
-    return RUNNER.get_variables(host)
-
-
-def _node(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
 
 
 def _run(name: str, playbook: str, *args: str, json_report: bool = False) -> str:
@@ -55,11 +39,11 @@ def _run(name: str, playbook: str, *args: str, json_report: bool = False) -> str
 
 
 def _lb_url() -> str:
-    return f"https://{_vars(_hosts('lb')[0])['ansible_host']}:8443"
+    return f"https://{host_vars(hosts('lb')[0])['ansible_host']}:8443"
 
 
 def _api_key() -> str:
-    return _vars(_hosts("registry")[0])["vault_registry_api_keys"][0]["key"]
+    return host_vars(hosts("registry")[0])["vault_registry_api_keys"][0]["key"]
 
 
 def _register(subject: str) -> str:
@@ -98,7 +82,7 @@ def status_after_backup() -> dict:
 
 
 def test_status_shows_the_backup_just_taken(status_after_backup):
-    for host in _hosts("db"):
+    for host in hosts("db"):
         report = _status_of(host, status_after_backup)
         assert "last_backup: never" not in report
         when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(0\.\d h ago\)"
@@ -107,27 +91,27 @@ def test_status_shows_the_backup_just_taken(status_after_backup):
 
 
 def test_status_shows_what_each_host_serves(status_after_backup):
-    version = _vars(_hosts("registry")[0])["schema_registry_version"]
-    for host in _hosts("registry"):
+    version = host_vars(hosts("registry")[0])["schema_registry_version"]
+    for host in hosts("registry"):
         report = _status_of(host, status_after_backup)
         for name, port in (("a", 8081), ("b", 8082)):
             assert f"registry instance {name} :{port} version {version} ready" in report, report
         assert f"release_active: {version}" in report
-    for host in _hosts("cache"):
+    for host in hosts("cache"):
         assert re.search(r"redis :6379 version 7\.\S+ ready", _status_of(host, status_after_backup))
-    servers = 2 * len(_hosts("registry"))
-    for host in _hosts("lb"):
+    servers = 2 * len(hosts("registry"))
+    for host in hosts("lb"):
         report = _status_of(host, status_after_backup)
         assert f"backend servers UP {servers}/{servers}" in report, report
 
 
 def test_status_shows_the_disk_of_root_only(status_after_backup):
-    for host in _hosts("all"):
+    for host in hosts("all"):
         report = _status_of(host, status_after_backup)
         line = r"^disk_root: ([\d.]+)% used, ([\d.]+) GiB free$"
         disk = re.findall(line, report, re.MULTILINE)
         assert len(disk) == 1, report
-        free = _node(host).run("df --block-size=1 --output=avail /").stdout.split()[-1]
+        free = node(host).run("df --block-size=1 --output=avail /").stdout.split()[-1]
         assert abs(float(disk[0][1]) - int(free) / 1024**3) < 1.0
         # Not the lab's bind mounts (the old report listed every mount).
         assert "/etc/resolv.conf" not in report and "/var/cache/apt" not in report
@@ -157,7 +141,7 @@ def test_a_restore_leaves_no_stale_schema_in_the_cache():
 def _secrets() -> dict[str, str]:
     """name -> value of every secret the inventory holds (vault_*)."""
     found = {}
-    for name, value in _vars(_hosts("all")[0]).items():
+    for name, value in host_vars(hosts("all")[0]).items():
         if not name.startswith("vault_"):
             continue
         if isinstance(value, str):
@@ -181,8 +165,8 @@ def test_no_secret_in_any_output_or_journal():
         for secret, value in secrets.items()
         if value in output
     ]
-    for host in _hosts("all"):
-        journal = _node(host).check_output("journalctl --no-pager --output=cat | cat")
+    for host in hosts("all"):
+        journal = node(host).check_output("journalctl --no-pager --output=cat | cat")
         assert len(journal) > 1000
         leaks += [f"{secret} in {host}'s journal" for secret, v in secrets.items() if v in journal]
     assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
