@@ -504,14 +504,38 @@ def _run(argv: list[str], what: str) -> None:
         raise ReleaseError(f"{what} failed (exit {result.returncode}): " + "\n".join(tail))
 
 
+# Prints the pip wheel the interpreter's ensurepip would install (Debian: python3-venv
+# brings /usr/share/python-wheels; other builds bundle it inside ensurepip).
+_FIND_PIP_WHEEL = """
+import ensurepip, glob, os, sysconfig
+folders = [sysconfig.get_config_var("WHEEL_PKG_DIR") or "",
+           os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")]
+wheels = [w for folder in folders if folder for w in glob.glob(os.path.join(folder, "pip-*.whl"))]
+print(wheels[0] if wheels else "")
+"""
+
+
 def create_venv(folder: str, python: str, version: str) -> None:
+    """venv/ with the service from the artifact's wheels and no pip in it: pip runs
+    from the interpreter's own pip wheel (a release is never pip-installed into
+    afterwards, and seeding pip and setuptools into every venv cost more CPU than
+    the install itself)."""
     venv = os.path.join(folder, "venv")
-    _run([python, "-m", "venv", venv], f"creating the venv with {python}")
+    venv_python = os.path.join(venv, "bin", "python")
+    _run([python, "-m", "venv", "--without-pip", venv], f"creating the venv with {python}")
+    found = subprocess.run(  # noqa: S603 - the interpreter the caller named
+        [venv_python, "-c", _FIND_PIP_WHEEL], capture_output=True, text=True, check=False
+    )
+    wheel = found.stdout.strip()
+    if found.returncode != 0 or not wheel:
+        raise ReleaseError(
+            f"{python} has no pip wheel for ensurepip (Debian: install python3-venv): "
+            + (found.stderr.strip().splitlines() or ["none found"])[-1]
+        )
     _run(
         [
-            os.path.join(venv, "bin", "python"),
-            "-m",
-            "pip",
+            venv_python,
+            os.path.join(wheel, "pip"),
             "install",
             "--no-index",
             "--disable-pip-version-check",
