@@ -14,7 +14,7 @@ description:
     by C(service/build_artifact.py)), extracts it into C(<path>/releases/<version>/),
     checks every file against the artifact's C(SHA256SUMS), creates C(venv/) with the
     target's Python and installs the service from the artifact's own wheels
-    (C(pip install --no-index), pip run from the Python's own pip wheel: the venv holds
+    (C(pip install --no-index), pip run from the Python's own pip wheel; the venv holds
     the service and its dependencies, no pip or setuptools).
   - The release folder carries an C(.unfinished) marker until it is complete and its
     C(release.json) (version, checksum, installed_at, installed_by, previous) is written,
