@@ -176,6 +176,27 @@ def ssh(inv: dict, host: str, command: str) -> subprocess.CompletedProcess:
     )
 
 
+def etcd_leader(inv: dict, hosts: list[str]) -> str:
+    """The host whose etcd member leads the DCS ("unknown" when none says so): a
+    primary's host that also leads etcd costs a re-election and a lease extension
+    more when it dies (roles/postgresql/README.md, Failover timing)."""
+    for host in hosts:
+        done = ssh(
+            inv,
+            host,
+            f"sudo ETCDCTL_API=3 etcdctl --endpoints https://{inv[host]['address']}:2379 "
+            "--cacert /etc/llmops/tls/ca.crt --cert /etc/llmops/tls/server.crt "
+            "--key /etc/llmops/tls/server.key endpoint status -w json",
+        )
+        try:
+            status = json.loads(done.stdout)[0]["Status"]
+        except (ValueError, LookupError, TypeError):
+            continue
+        if status.get("leader") == status.get("header", {}).get("member_id"):
+            return host
+    return "unknown"
+
+
 # Log lines that date the steps of a failover: etcd's own leader election, the lock
 # seen gone, the check of the former leader's REST API, the race and the promotion.
 _TIMELINE_WORDS = (
@@ -243,7 +264,7 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
     ]
     roles = {h: patroni_role(a, args.cafile) for h, a in zip(db_hosts, addresses)}  # noqa: B905 - same-length lists by construction
     primary = next(h for h, r in roles.items() if r == "primary")
-    extra: dict = {"primary_before": primary}
+    extra: dict = {"primary_before": primary, "etcd_leader_before": etcd_leader(inv, db_hosts)}
     # About the request rate the old in-process workers made (10 per second each).
     load = None
     if args.lb:
