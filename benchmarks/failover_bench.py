@@ -176,25 +176,42 @@ def ssh(inv: dict, host: str, command: str) -> subprocess.CompletedProcess:
     )
 
 
-def etcd_leader(inv: dict, hosts: list[str]) -> str:
-    """The host whose etcd member leads the DCS ("unknown" when none says so): a
-    primary's host that also leads etcd costs a re-election and a lease extension
-    more when it dies (roles/postgresql/README.md, Failover timing)."""
+def etcdctl(inv: dict, host: str, *args: str) -> subprocess.CompletedProcess:
+    """etcdctl against the etcd member on host, with that host's certificate."""
+    return ssh(
+        inv,
+        host,
+        f"sudo ETCDCTL_API=3 etcdctl --endpoints https://{inv[host]['address']}:2379 "
+        "--cacert /etc/llmops/tls/ca.crt --cert /etc/llmops/tls/server.crt "
+        "--key /etc/llmops/tls/server.key " + " ".join(args),
+    )
+
+
+def etcd_members(inv: dict, hosts: list[str]) -> tuple[dict[str, int], str]:
+    """Each host's etcd member ID, and the host whose member leads ("unknown" when
+    none says so)."""
+    ids, leader = {}, "unknown"
     for host in hosts:
-        done = ssh(
-            inv,
-            host,
-            f"sudo ETCDCTL_API=3 etcdctl --endpoints https://{inv[host]['address']}:2379 "
-            "--cacert /etc/llmops/tls/ca.crt --cert /etc/llmops/tls/server.crt "
-            "--key /etc/llmops/tls/server.key endpoint status -w json",
-        )
         try:
-            status = json.loads(done.stdout)[0]["Status"]
+            status = json.loads(etcdctl(inv, host, "endpoint status -w json").stdout)[0]["Status"]
         except (ValueError, LookupError, TypeError):
             continue
-        if status.get("leader") == status.get("header", {}).get("member_id"):
-            return host
-    return "unknown"
+        ids[host] = status["header"]["member_id"]
+        if status.get("leader") == ids[host]:
+            leader = host
+    return ids, leader
+
+
+def etcd_leader_onto(inv: dict, hosts: list[str], target: str) -> str:
+    """Hand etcd's leadership to the member on target (etcdctl move-leader, asked of
+    the current leader); the leader afterwards. The primary's host leading etcd too is
+    the slowest failover: its death costs an etcd re-election and a lease extension
+    more (roles/postgresql/README.md, Failover timing)."""
+    ids, leader = etcd_members(inv, hosts)
+    if leader not in (target, "unknown") and target in ids:
+        etcdctl(inv, leader, f"move-leader {ids[target]:x}")
+        time.sleep(2)  # the new leader's first heartbeats
+    return etcd_members(inv, hosts)[1]
 
 
 # Log lines that date the steps of a failover: etcd's own leader election, the lock
@@ -264,7 +281,12 @@ def run_fault(args, inv: dict, name: str, key: str, work: Path) -> dict:
     ]
     roles = {h: patroni_role(a, args.cafile) for h, a in zip(db_hosts, addresses)}  # noqa: B905 - same-length lists by construction
     primary = next(h for h, r in roles.items() if r == "primary")
-    extra: dict = {"primary_before": primary, "etcd_leader_before": etcd_leader(inv, db_hosts)}
+    extra: dict = {
+        "primary_before": primary,
+        "etcd_leader_before": etcd_leader_onto(inv, db_hosts, primary)
+        if name == "kill_primary" and args.etcd_leader_on_primary
+        else etcd_members(inv, db_hosts)[1],
+    }
     # About the request rate the old in-process workers made (10 per second each).
     load = None
     if args.lb:
@@ -412,6 +434,11 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--faults", default="kill_primary,switchover,etcd_member")
+    parser.add_argument(
+        "--etcd-leader-on-primary",
+        action="store_true",
+        help="before killing the primary's host, move etcd's leadership onto it (the slowest case)",
+    )
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--hold", type=float, default=10.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/failover_bench.json"))
